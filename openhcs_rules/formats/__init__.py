@@ -1,0 +1,1 @@
+"""Microscope handlers: detect and parse ImageXpress, Opera Phenix and OME-Zarr HCS plates."""

@@ -1,0 +1,1 @@
+"""Storage backends behind one interface: disk, memory, OME-Zarr and the VirtualBackend base; atomic writes."""
