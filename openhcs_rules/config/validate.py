@@ -1,0 +1,116 @@
+"""Validate a screen config and fill in defaults, with messages a biologist can act on.
+
+Snakemake's own ``validate()`` reports jsonschema's raw text; here every problem names the key path
+(``plates.demo.sorce``), says what is wrong, and suggests the closest valid key for a typo.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from openhcs_rules.errors import ConfigError
+
+
+def default_schema_path() -> Path:
+    """The schema, shipped inside the package so an installed package validates on its own.
+
+    ``workflow/schemas/config.schema.yaml`` is a link to this file: one schema, two ways to reach it.
+    """
+    return Path(__file__).resolve().parent / "config.schema.yaml"
+
+
+def _load_schema(schema_path: str | Path | None) -> dict[str, Any]:
+    path = Path(schema_path) if schema_path else default_schema_path()
+    if not path.exists():
+        raise ConfigError(f"config schema not found at {path}: is the workflow/ folder next to the package?")
+    return yaml.safe_load(path.read_text())
+
+
+def _apply_defaults(schema: dict[str, Any], data: Any) -> Any:
+    """Fill object defaults recursively (properties and additionalProperties)."""
+    if not isinstance(data, dict) or schema.get("type") not in (None, "object"):
+        return data
+    for key, sub in schema.get("properties", {}).items():
+        if key not in data and "default" in sub:
+            data[key] = copy.deepcopy(sub["default"])
+        if key in data:
+            data[key] = _apply_defaults(sub, data[key])
+    extra = schema.get("additionalProperties")
+    if isinstance(extra, dict):
+        for key in data:
+            if key not in schema.get("properties", {}):
+                data[key] = _apply_defaults(extra, data[key])
+    return data
+
+
+def _key_path(path: Any) -> str:
+    return ".".join(str(p) for p in path) or "(top level)"
+
+
+def _describe(error: Any) -> str:
+    """One readable line for a jsonschema ValidationError."""
+    where = _key_path(error.absolute_path)
+    if error.validator == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        known = set(allowed)
+        unknown = [k for k in error.instance if k not in known]
+        lines = []
+        for key in unknown:
+            close = difflib.get_close_matches(key, allowed, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            prefix = f"{where}." if error.absolute_path else ""
+            lines.append(f"unknown key '{prefix}{key}'.{hint} Allowed here: {', '.join(allowed)}.")
+        return " ".join(lines)
+    if error.validator == "required":
+        return f"{where}: {error.message}; add it (see config/README.md)."
+    if error.validator == "enum":
+        options = ", ".join(map(str, error.validator_value))
+        return f"{where}: {error.instance!r} is not one of: {options}."
+    if error.validator == "type":
+        expected = error.validator_value
+        expected = " or ".join(expected) if isinstance(expected, list) else expected
+        return f"{where}: expected {expected}, got {type(error.instance).__name__} {error.instance!r}."
+    if error.validator == "pattern" and error.validator_value.startswith("^[A-Za-z0-9]"):
+        return (
+            f"{where}: {error.instance!r} cannot be used as a plate name; use letters, digits, '_', '.', '-'"
+            " (it becomes a folder name and the {plate} wildcard)."
+        )
+    return f"{where}: {error.message}."
+
+
+def validate_screen_config(config: dict[str, Any], schema_path: str | Path | None = None) -> dict[str, Any]:
+    """Return a validated copy of ``config`` with defaults filled in; raise ConfigError listing every problem."""
+    import jsonschema
+
+    if not isinstance(config, dict):
+        raise ConfigError("the config must be a mapping of keys (plates, pipeline, output, ...)")
+    schema = _load_schema(schema_path)
+    data = copy.deepcopy(config)
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path)))
+    if errors:
+        lines = "\n".join(f"  - {_describe(e)}" for e in errors)
+        raise ConfigError(f"invalid screen config:\n{lines}")
+    data = _apply_defaults(schema, data)
+    for name, plate in data["plates"].items():
+        if plate["source"] == "disk" and not plate.get("path"):
+            raise ConfigError(f"plates.{name}: a disk plate needs 'path' (the plate folder).")
+    return data
+
+
+def load_screen_config(path: str | Path, schema_path: str | Path | None = None) -> dict[str, Any]:
+    """Read a YAML screen config from a file and validate it."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    try:
+        return validate_screen_config(raw, schema_path)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc

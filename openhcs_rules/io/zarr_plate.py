@@ -1,0 +1,190 @@
+"""OME-Zarr (NGFF) HCS plates: per-well pixel arrays written by well jobs, plate metadata by ome-zarr-py.
+
+Why two stages: each well job writes only its own fields' arrays (plain zarr v3, no dask import, so a
+job starts fast); the plate job then links those chunk files into ``plate.ome.zarr/<row>/<col>/<field>``
+(hard links, no pixel copy) and writes all NGFF metadata — plate, well, multiscales, channels, labels —
+with ome-zarr-py, so the result is exactly what ome-zarr-py and napari-ome-zarr expect.
+Metadata files (``zarr.json``) are copied, never linked, so writing plate metadata cannot alter a well
+job's output.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from openhcs_rules.io.atomic import atomic_path
+from openhcs_rules.plate.model import PlateStructure
+from openhcs_rules.plate.naming import parse_well_name, row_name
+
+IMAGE_AXES = ("t", "c", "z", "y", "x")
+LABEL_AXES = ("t", "c", "z", "y", "x")  # NGFF labels keep the image's axes with c of size 1
+LABEL_NAME = "nuclei"
+_COLORS = ("0000FF", "00FF00", "FF0000", "FF00FF", "FFFF00", "00FFFF")
+
+
+@dataclass
+class FieldData:
+    """Pixels of one field (site) of a well: image (t, c, z, y, x) and optional labels (t, z, y, x)."""
+
+    image: np.ndarray
+    labels: np.ndarray | None = None
+
+
+def _pyramid(array: np.ndarray, levels: int, labels: bool) -> list[np.ndarray]:
+    """Downsample y and x by 2 per level: mean for intensities, nearest (striding) for labels."""
+    out = [array]
+    for _ in range(levels - 1):
+        prev = out[-1]
+        y, x = prev.shape[-2] // 2 * 2, prev.shape[-1] // 2 * 2
+        if y < 2 or x < 2:
+            break
+        if labels:
+            out.append(np.ascontiguousarray(prev[..., 0:y:2, 0:x:2]))
+        else:
+            cropped = prev[..., :y, :x].astype(np.float32, copy=False)
+            block = cropped.reshape(*prev.shape[:-2], y // 2, 2, x // 2, 2)
+            out.append(block.mean(axis=(-3, -1), dtype=np.float32))
+    return out
+
+
+def _chunks(shape: tuple[int, ...]) -> tuple[int, ...]:
+    return (1,) * (len(shape) - 2) + (min(shape[-2], 1024), min(shape[-1], 1024))
+
+
+def write_well_images(out_dir: str | Path, fields: dict[int, FieldData], pyramid_levels: int = 3) -> None:
+    """Write one well's fields as zarr v3 arrays ``<field>/<level>`` (and ``<field>/labels/nuclei/<level>``).
+
+    Atomic: written under a temporary name and renamed, so a killed job leaves nothing that looks done.
+    """
+    import zarr
+
+    with atomic_path(out_dir) as tmp:
+        root = zarr.open_group(store=str(tmp), mode="w", zarr_format=3)
+        for index in sorted(fields):
+            data = fields[index]
+            group = root.create_group(str(index))
+            for level, array in enumerate(_pyramid(data.image.astype(np.float32, copy=False), pyramid_levels, False)):
+                group.create_array(str(level), data=array, chunks=_chunks(array.shape))
+            if data.labels is not None:
+                labels = data.labels.astype(np.int32, copy=False)[:, None]  # (t, 1, z, y, x)
+                label_group = group.create_group("labels").create_group(LABEL_NAME)
+                for level, array in enumerate(_pyramid(labels, pyramid_levels, True)):
+                    label_group.create_array(str(level), data=array, chunks=_chunks(array.shape))
+
+
+def _link_tree(source: Path, target: Path) -> None:
+    """Mirror ``source`` into ``target``: chunk files hard-linked (copied across filesystems), metadata copied."""
+    for directory, _, files in os.walk(source):
+        rel = Path(directory).relative_to(source)
+        (target / rel).mkdir(parents=True, exist_ok=True)
+        for name in files:
+            src, dst = Path(directory) / name, target / rel / name
+            if name in ("zarr.json", ".zattrs", ".zgroup", ".zarray"):
+                shutil.copy2(src, dst)
+                continue
+            try:
+                os.link(src, dst)
+            except OSError as exc:
+                if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
+                    raise
+                shutil.copy2(src, dst)
+
+
+def _channel_metadata(names: list[str], windows: list[tuple[float, float]]) -> dict[str, Any]:
+    channels = []
+    for i, (name, (low, high)) in enumerate(zip(names, windows, strict=True)):
+        channels.append({
+            "label": name,
+            "color": _COLORS[i % len(_COLORS)],
+            "active": True,
+            "window": {"start": float(low), "end": float(high), "min": float(low), "max": float(high)},
+        })
+    return {"channels": channels, "rdefs": {"model": "color"}}
+
+
+def assemble_plate_zarr(
+    out_path: str | Path,
+    plate: PlateStructure,
+    well_dirs: dict[str, str | Path],
+    channel_names: list[str],
+    z_step_um: float | None = None,
+) -> None:
+    """Build ``plate.ome.zarr`` from the wells' arrays and write every NGFF metadata block with ome-zarr-py."""
+    import zarr
+    from ome_zarr.writer import (
+        add_metadata,
+        write_label_metadata,
+        write_multiscales_metadata,
+        write_plate_metadata,
+        write_well_metadata,
+    )
+
+    pixel = plate.pixel_size_um or 1.0
+    z_step = z_step_um or plate.z_step_um or 1.0
+    with atomic_path(out_path) as tmp:
+        root = zarr.open_group(store=str(tmp), mode="w", zarr_format=3)
+        rows = [row_name(i) for i in range(plate.rows)]
+        columns = [str(i + 1) for i in range(plate.columns)]
+        well_paths = []
+        field_count = 0
+        for well in sorted(well_dirs, key=parse_well_name):
+            r, c = parse_well_name(well)
+            well_path = f"{rows[r]}/{columns[c]}"
+            well_paths.append(well_path)
+            source = Path(well_dirs[well])
+            fields = sorted((p.name for p in source.iterdir() if p.is_dir() and p.name.isdigit()), key=int)
+            field_count = max(field_count, len(fields))
+            well_group = root.require_group(rows[r]).require_group(columns[c])
+            for field in fields:
+                _link_tree(source / field, tmp / rows[r] / columns[c] / field)
+            write_well_metadata(well_group, [{"path": f, "acquisition": 0} for f in fields])
+            for field in fields:
+                field_group = zarr.open_group(store=str(tmp / rows[r] / columns[c] / field), mode="r+")
+                _write_field_metadata(field_group, plate, well, field, channel_names, pixel, z_step,
+                                      write_multiscales_metadata, add_metadata, write_label_metadata)
+        write_plate_metadata(root, rows, columns, well_paths, field_count=field_count, name=plate.name,
+                             acquisitions=[{"id": 0, "name": plate.name}])
+
+
+def _datasets(group: Any, pixel: float, z_step: float) -> list[dict[str, Any]]:
+    levels = sorted((k for k in group.array_keys() if k.isdigit()), key=int)
+    full = group[levels[0]].shape
+    datasets = []
+    for level in levels:
+        shape = group[level].shape
+        factor_y, factor_x = full[-2] / shape[-2], full[-1] / shape[-1]
+        scale = [1.0, 1.0, z_step, pixel * factor_y, pixel * factor_x]
+        datasets.append({"path": level, "coordinateTransformations": [{"type": "scale", "scale": scale}]})
+    return datasets
+
+
+_AXES = [
+    {"name": "t", "type": "time"},
+    {"name": "c", "type": "channel"},
+    {"name": "z", "type": "space", "unit": "micrometer"},
+    {"name": "y", "type": "space", "unit": "micrometer"},
+    {"name": "x", "type": "space", "unit": "micrometer"},
+]
+
+
+def _write_field_metadata(group: Any, plate: PlateStructure, well: str, field: str, channel_names: list[str],
+                          pixel: float, z_step: float, write_multiscales_metadata: Any, add_metadata: Any,
+                          write_label_metadata: Any) -> None:
+    full = group["0"]
+    sample = np.asarray(full[0, :, full.shape[2] // 2])  # (c, y, x) middle plane for display windows
+    windows = [(float(np.percentile(p, 0.5)), float(np.percentile(p, 99.8))) for p in sample]
+    write_multiscales_metadata(group, _datasets(group, pixel, z_step), axes=_AXES,
+                               name=f"{plate.name} {well} field {field}")
+    add_metadata(group, {"omero": _channel_metadata(channel_names, windows)})
+    if "labels" in group.group_keys():
+        labels_group = group["labels"]
+        label = labels_group[LABEL_NAME]
+        write_multiscales_metadata(label, _datasets(label, pixel, z_step), axes=_AXES, name=LABEL_NAME)
+        write_label_metadata(labels_group, LABEL_NAME, source={"image": "../../"})

@@ -1,0 +1,190 @@
+"""Run a pipeline on the planes of one well.
+
+The well's planes live in a dict keyed by (site, channel, z, t). Each step groups the planes by the
+components it does not vary, stacks each group along the components it does vary, calls the function
+once per stack on the chosen memory type, and puts the result back. A projection (one plane out of a
+stack of n) collapses the varied components to index 1. Labels and object rows are kept beside the
+images. ``on_step`` is called with every step's output so viewers can show it live.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from openhcs_rules.errors import PipelineError
+from openhcs_rules.pipeline.memory import modules_for, to_memory, to_numpy
+from openhcs_rules.pipeline.model import STACK_COMPONENTS, Pipeline, Step
+from openhcs_rules.pipeline.registry import get_function
+
+log = logging.getLogger(__name__)
+
+PlaneKey = tuple[int, int, int, int]  # (site, channel, z, t)
+_POS = {name: i for i, name in enumerate(STACK_COMPONENTS)}
+
+
+@dataclass
+class WellResult:
+    """Everything a pipeline produced for one well."""
+
+    images: dict[PlaneKey, Any]
+    labels: dict[tuple[int, int, int], Any] = field(default_factory=dict)  # (site, z, t) -> 2D int32
+    objects: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class RunContext:
+    """What steps may need beyond their stack: channel names, plate illumination, the nuclei channel."""
+
+    channel_names: dict[int, str]
+    memory_type: str = "numpy"
+    illumination: dict[int, np.ndarray] = field(default_factory=dict)
+    nuclei_channel: int | str | None = None
+    on_step: Callable[[Step, PlaneKey, Any], None] | None = None
+
+    def resolve_channel(self, selector: int | str | None, step: Step) -> int:
+        """A channel index from an index, a name, or 'nuclei' (the config's nuclei_channel, else the first)."""
+        if selector == "nuclei":
+            selector = self.nuclei_channel
+        indices = sorted(self.channel_names)
+        if selector is None:
+            return indices[0]
+        if isinstance(selector, int) or (isinstance(selector, str) and selector.isdigit()):
+            index = int(selector)
+            if index in self.channel_names:
+                return index
+        else:
+            for index, name in self.channel_names.items():
+                if name.lower() == selector.lower():
+                    return index
+        available = ", ".join(f"{i} ({self.channel_names[i]})" for i in indices)
+        raise PipelineError(f"step {step.label!r}: channel {selector!r} is not in this plate; channels: {available}")
+
+
+def _group(keys: Iterable[PlaneKey], variable: list[str]) -> dict[tuple[int, ...], list[PlaneKey]]:
+    fixed = [c for c in STACK_COMPONENTS if c not in variable]
+    groups: dict[tuple[int, ...], list[PlaneKey]] = {}
+    for key in sorted(keys):
+        groups.setdefault(tuple(key[_POS[c]] for c in fixed), []).append(key)
+    return groups
+
+
+def _collapse(key: PlaneKey, variable: list[str]) -> PlaneKey:
+    values = list(key)
+    for component in variable:
+        values[_POS[component]] = 1
+    return tuple(values)  # type: ignore[return-value]
+
+
+def _stack(result: WellResult, keys: list[PlaneKey], memory_type: str) -> Any:
+    """Stack planes on the step's memory type; planes already there are not copied across devices."""
+    planes = [to_memory(result.images[k], memory_type) for k in keys]
+    xp, _ = modules_for(planes[0])
+    return xp.stack(planes)
+
+
+def _call_image_step(func: Callable[..., Any], step: Step, keys: list[PlaneKey], result: WellResult,
+                     context: RunContext, kwargs: dict[str, Any]) -> dict[PlaneKey, Any]:
+    stack = _stack(result, keys, context.memory_type)
+    call_kwargs = dict(kwargs)
+    if "illumination" in inspect.signature(func).parameters:
+        channels = {k[_POS["channel"]] for k in keys}
+        if len(channels) != 1:
+            raise PipelineError(f"step {step.label!r}: flat-field needs one channel per stack; drop 'channel' "
+                                "from variable_components")
+        channel = channels.pop()
+        if channel not in context.illumination:
+            raise PipelineError(f"step {step.label!r}: no illumination profile for channel {channel}")
+        call_kwargs["illumination"] = to_memory(context.illumination[channel], context.memory_type)
+    out = func(stack, **call_kwargs)
+    if out.ndim != 3:
+        raise PipelineError(f"step {step.label!r}: function returned a {out.ndim}-D array, expected (n, y, x)")
+    if out.shape[0] == len(keys):
+        return dict(zip(keys, out, strict=True))
+    if out.shape[0] == 1:
+        return {_collapse(keys[0], step.variable_components): out[0]}
+    raise PipelineError(f"step {step.label!r}: got {out.shape[0]} planes back from a stack of {len(keys)}")
+
+
+def run_step(step: Step, result: WellResult, context: RunContext) -> None:
+    """Apply one step to the well in place."""
+    keys = list(result.images)
+    if step.channel is not None:
+        channel = context.resolve_channel(step.channel, step)
+        keys = [k for k in keys if k[1] == channel]
+    if isinstance(step.func, dict):
+        names = {context.resolve_channel(ch, step): name for ch, name in step.func.items()}
+    else:
+        names = None
+    specs_by_kind = {get_function(n).kind for n in step.function_names()}
+    if specs_by_kind == {"measure"}:
+        _run_measure(step, result, context)
+        return
+    new_images: dict[PlaneKey, Any] = {}
+    replaced: set[PlaneKey] = set()
+    for group_keys in _group(keys, step.variable_components).values():
+        if names is not None:
+            channels = {k[1] for k in group_keys}
+            if len(channels) != 1:
+                raise PipelineError(f"step {step.label!r}: group_by='channel' needs 'channel' out of "
+                                    "variable_components")
+            function_name = names.get(channels.pop())
+            if function_name is None:
+                continue  # channel not named in the dict: passes through unchanged
+        else:
+            function_name = step.func  # type: ignore[assignment]
+        spec = get_function(function_name)
+        func = spec.load()
+        if spec.kind == "labels":
+            stack = _stack(result, group_keys, context.memory_type)
+            labels = to_numpy(func(stack, **step.kwargs))
+            for key, plane in zip(group_keys, labels, strict=True):
+                result.labels[(key[0], key[2], key[3])] = plane.astype(np.int32, copy=False)
+                if context.on_step:
+                    context.on_step(step, key, plane)
+            continue
+        produced = _call_image_step(func, step, group_keys, result, context, step.kwargs)
+        replaced.update(group_keys)
+        new_images.update(produced)
+        if context.on_step:
+            for key, plane in produced.items():
+                context.on_step(step, key, plane)
+    for key in replaced:
+        del result.images[key]
+    result.images.update(new_images)
+
+
+def _run_measure(step: Step, result: WellResult, context: RunContext) -> None:
+    spec = get_function(step.function_names()[0])
+    func = spec.load()
+    channels = sorted({k[1] for k in result.images})
+    names = [context.channel_names.get(c, f"w{c}") for c in channels]
+    for (site, z, t), labels in sorted(result.labels.items()):
+        planes = []
+        for channel in channels:
+            plane = result.images.get((site, channel, z, t))
+            if plane is None:
+                # the image was projected (z collapsed to 1) after segmentation, or the other way round
+                plane = result.images.get((site, channel, 1, t))
+            if plane is None:
+                raise PipelineError(f"step {step.label!r}: no channel {channel} image at site {site}, z {z}, "
+                                    f"t {t} to measure")
+            planes.append(to_numpy(plane))
+        rows = func(labels, np.stack(planes), names, **step.kwargs)
+        for row in rows:
+            result.objects.append({"site": site, "z": z, "t": t, **row})
+
+
+def run_pipeline(pipeline: Pipeline, planes: dict[PlaneKey, np.ndarray], context: RunContext) -> WellResult:
+    """Run every step on one well's planes; images come back as host (numpy) float32 arrays."""
+    result = WellResult(images={k: v.astype(np.float32, copy=False) for k, v in planes.items()})
+    for step in pipeline.steps:
+        log.debug("step %s on %d planes", step.label, len(result.images))
+        run_step(step, result, context)
+    result.images = {k: to_numpy(v) for k, v in result.images.items()}
+    return result
