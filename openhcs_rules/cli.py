@@ -1,0 +1,197 @@
+"""The ``openhcs-rules`` console script: inspect plates, and the commands the workflow's rules call.
+
+Rules run ``python -m openhcs_rules <command>`` so one job is one short process with no Snakemake import;
+every command is also usable by hand (``openhcs-rules inspect PLATE``). Errors meant for the user
+(bad config, unreadable file, unknown format) print one clear message and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    from openhcs_rules.formats.registry import discover_plate, handler_for
+
+    plate = discover_plate(args.path) if args.format == "auto" else handler_for(args.format).parse(args.path)
+    summary = plate.summary()
+    if args.json:
+        out = {
+            "format": summary["format"],
+            "wells": summary["wells"],
+            "sites": summary["sites"],
+            "channels": summary["channels"],
+            "z": summary["z"],
+            "timepoints": summary["timepoints"],
+            "image_shape": summary["image_shape"],
+            "pixel_size_um": summary["pixel_size_um"],
+            "warnings": summary["warnings"],
+        }
+        print(json.dumps(out, indent=1))
+        return 0
+    channels = ", ".join(f"{c['index']}={c['name']}" for c in summary["channels"])
+    print(f"plate       {plate.name}  ({plate.root})")
+    print(f"format      {summary['format']}  layout {plate.rows}x{plate.columns}")
+    print(f"wells       {len(summary['wells'])}: {' '.join(summary['wells'])}")
+    print(f"sites       {summary['sites']}")
+    print(f"channels    {channels}")
+    print(f"z           {summary['z']}")
+    print(f"timepoints  {summary['timepoints']}")
+    print(f"image       {summary['image_shape']} {summary['dtype']}, pixel size {summary['pixel_size_um']} um")
+    for warning in summary["warnings"]:
+        print(f"warning     {warning}")
+    return 0
+
+
+def _cmd_discover(args: argparse.Namespace) -> int:
+    from openhcs_rules.jobs.discover import discover
+
+    discover(args.name, args.path, args.out, args.format)
+    return 0
+
+
+def _cmd_illumination(args: argparse.Namespace) -> int:
+    from openhcs_rules.jobs.illumination import estimate_plate_illumination
+    from openhcs_rules.plate.model import PlateStructure
+
+    estimate_plate_illumination(PlateStructure.load_json(args.plate_json), args.out, args.max_images)
+    return 0
+
+
+def _nuclei_channel(value: str | None) -> int | str | None:
+    if value in (None, "", "None", "null"):
+        return None
+    return int(value) if value.isdigit() else value
+
+
+def _cmd_process_well(args: argparse.Namespace) -> int:
+    from openhcs_rules.jobs.process_well import process_well
+
+    process_well(args.plate_json, args.well, args.pipeline, args.out_dir, args.illumination,
+                 _nuclei_channel(args.nuclei_channel), args.gpu, args.backend, args.pyramid_levels)
+    return 0
+
+
+def _cmd_assemble(args: argparse.Namespace) -> int:
+    from openhcs_rules.jobs.assemble import assemble_plate
+
+    assemble_plate(args.plate_json, args.wells_dir, args.out_dir, args.backend)
+    return 0
+
+
+def _cmd_generate_demo(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from openhcs_rules.demo.synthetic import generate_imagexpress_plate
+
+    generate_imagexpress_plate(Path(args.out), plate_name=args.name, wells=args.wells, sites=args.sites,
+                               channels=args.channels, z_planes=args.z_planes, timepoints=args.timepoints,
+                               shape=(args.size, args.size), seed=args.seed)
+    return 0
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from openhcs_rules.config import load_screen_config
+    from openhcs_rules.pipeline.serialize import load_pipeline
+
+    config = load_screen_config(args.config)
+    pipeline = load_pipeline(args.pipeline or config["pipeline"])
+    print(f"{args.config}: valid; {len(config['plates'])} plate(s); pipeline {pipeline.name!r} "
+          f"with {len(pipeline.steps)} steps")
+    return 0
+
+
+def _cmd_pipeline(args: argparse.Namespace) -> int:
+    from openhcs_rules.pipeline.serialize import load_pipeline, pipeline_to_code
+
+    pipeline = load_pipeline(args.file)
+    sys.stdout.write(pipeline_to_code(pipeline))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="openhcs-rules", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+    formats = ["auto", "imagexpress", "opera_phenix", "ome_zarr"]
+
+    p = sub.add_parser("inspect", help="print a plate's format, wells, sites, channels, z and timepoints")
+    p.add_argument("path")
+    p.add_argument("--json", action="store_true", help="one JSON object instead of a table")
+    p.add_argument("--format", default="auto", choices=formats)
+    p.set_defaults(func=_cmd_inspect)
+
+    p = sub.add_parser("discover", help="(rule) write a plate's structure as JSON")
+    p.add_argument("--name", required=True)
+    p.add_argument("--path", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--format", default="auto", choices=formats)
+    p.set_defaults(func=_cmd_discover)
+
+    p = sub.add_parser("illumination", help="(rule) estimate per-channel flat fields of a plate")
+    p.add_argument("--plate-json", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--max-images", type=int, default=64)
+    p.set_defaults(func=_cmd_illumination)
+
+    p = sub.add_parser("process-well", help="(rule) run the pipeline on one well")
+    p.add_argument("--plate-json", required=True)
+    p.add_argument("--well", required=True)
+    p.add_argument("--pipeline", required=True)
+    p.add_argument("--out-dir", required=True)
+    p.add_argument("--illumination")
+    p.add_argument("--nuclei-channel")
+    p.add_argument("--gpu", default="auto", choices=["auto", "numpy", "cupy"])
+    p.add_argument("--backend", default="zarr", choices=["zarr", "disk"])
+    p.add_argument("--pyramid-levels", type=int, default=3)
+    p.set_defaults(func=_cmd_process_well)
+
+    p = sub.add_parser("assemble", help="(rule) build the plate's OME-Zarr, CSV tables and heatmap")
+    p.add_argument("--plate-json", required=True)
+    p.add_argument("--wells-dir", required=True)
+    p.add_argument("--out-dir", required=True)
+    p.add_argument("--backend", default="zarr", choices=["zarr", "disk"])
+    p.set_defaults(func=_cmd_assemble)
+
+    p = sub.add_parser("generate-demo", help="write a synthetic ImageXpress plate with known nuclei counts")
+    p.add_argument("--out", required=True)
+    p.add_argument("--name", default="demo_plate")
+    p.add_argument("--wells", nargs="+", default=None)
+    p.add_argument("--sites", type=int, default=2)
+    p.add_argument("--channels", type=int, default=2)
+    p.add_argument("--z-planes", type=int, default=3)
+    p.add_argument("--timepoints", type=int, default=1)
+    p.add_argument("--size", type=int, default=512)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_generate_demo)
+
+    p = sub.add_parser("validate", help="check a screen config and its pipeline file")
+    p.add_argument("config")
+    p.add_argument("--pipeline")
+    p.set_defaults(func=_cmd_validate)
+
+    p = sub.add_parser("pipeline", help="parse a pipeline file (never executing it) and print its canonical form")
+    p.add_argument("file")
+    p.set_defaults(func=_cmd_pipeline)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from openhcs_rules.errors import OpenHCSError
+
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except OpenHCSError as exc:
+        print(f"openhcs-rules {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

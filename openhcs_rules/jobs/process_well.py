@@ -1,0 +1,179 @@
+"""Rule ``process_well``: read one well's planes, run the pipeline, write images, objects and a summary.
+
+Sites are processed one at a time unless a step stacks over sites, so a job's memory is one site's
+planes, not the whole well's. Outputs are written images first and ``summary.json`` last, each
+atomically: a job killed half-way leaves no summary, and Snakemake reruns that well only.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from openhcs_rules.io.atomic import atomic_write_bytes, atomic_write_text
+from openhcs_rules.pipeline.executor import PlaneKey, RunContext, WellResult, run_pipeline
+from openhcs_rules.pipeline.memory import resolve_memory_type
+from openhcs_rules.pipeline.model import Pipeline
+from openhcs_rules.plate.model import PlateStructure, WellStructure
+
+log = logging.getLogger(__name__)
+
+
+def read_well_planes(plate: PlateStructure, well: WellStructure, site: int | None = None) -> dict[PlaneKey, np.ndarray]:
+    from openhcs_rules.formats.registry import read_plane
+
+    planes = {}
+    for image in well.images:
+        if site is None or image.key.site == site:
+            k = image.key
+            planes[(k.site, k.channel, k.z, k.t)] = read_plane(plate, image)
+    return planes
+
+
+def _stacks_sites(pipeline: Pipeline) -> bool:
+    return any("site" in step.variable_components for step in pipeline.steps)
+
+
+def run_well(plate: PlateStructure, well_name: str, pipeline: Pipeline, context: RunContext) -> WellResult:
+    """Run the pipeline over a well, site by site where the pipeline allows."""
+    if well_name not in plate.wells:
+        known = ", ".join(plate.well_names)
+        raise KeyError(f"well {well_name} is not in plate {plate.name} (wells: {known}); rerun discovery")
+    well = plate.wells[well_name]
+    if _stacks_sites(pipeline):
+        return run_pipeline(pipeline, read_well_planes(plate, well), context)
+    merged = WellResult(images={})
+    for site in well.sites:
+        part = run_pipeline(pipeline, read_well_planes(plate, well, site), context)
+        merged.images.update(part.images)
+        merged.labels.update(part.labels)
+        merged.objects.extend(part.objects)
+    return merged
+
+
+def _field_arrays(result: WellResult) -> dict[int, tuple[np.ndarray, np.ndarray | None]]:
+    """Per site: image (t, c, z, y, x) and labels (t, z, y, x) from the result's plane dicts."""
+    fields = {}
+    for site in sorted({k[0] for k in result.images}):
+        keys = [k for k in result.images if k[0] == site]
+        channels = sorted({k[1] for k in keys})
+        zs = sorted({k[2] for k in keys})
+        ts = sorted({k[3] for k in keys})
+        shape = next(iter(result.images.values())).shape
+        image = np.zeros((len(ts), len(channels), len(zs), *shape), dtype=np.float32)
+        for (s, c, z, t), plane in result.images.items():
+            if s == site:
+                image[ts.index(t), channels.index(c), zs.index(z)] = plane
+        labels = None
+        label_keys = [k for k in result.labels if k[0] == site]
+        if label_keys:
+            lz = sorted({k[1] for k in label_keys})
+            lt = sorted({k[2] for k in label_keys})
+            if lz == zs and lt == ts:
+                labels = np.zeros((len(ts), len(zs), *shape), dtype=np.int32)
+                for (s, z, t), plane in result.labels.items():
+                    if s == site:
+                        labels[ts.index(t), zs.index(z)] = plane
+        fields[site] = (image, labels)
+    return fields
+
+
+def write_well_outputs(result: WellResult, plate: PlateStructure, well_name: str, out_dir: str | Path,
+                       backend: str = "zarr", pyramid_levels: int = 3, elapsed_s: float | None = None) -> dict[str, Any]:
+    """Write images (zarr or TIFF), ``objects.csv`` and finally ``summary.json``; return the summary."""
+    out = Path(out_dir)
+    if backend == "zarr":
+        from openhcs_rules.io.zarr_plate import FieldData, write_well_images
+
+        fields = {site - 1: FieldData(img, lab) for site, (img, lab) in _field_arrays(result).items()}
+        write_well_images(out / "images.zarr", fields, pyramid_levels)
+    else:
+        _write_tiffs(result, out / "images", well_name)
+    write_objects_csv(result.objects, out / "objects.csv", plate.name, well_name)
+    summary = summarise_well(result, plate, well_name, elapsed_s)
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=1))
+    return summary
+
+
+def _write_tiffs(result: WellResult, folder: Path, well_name: str) -> None:
+    from openhcs_rules.io.atomic import atomic_path
+    from openhcs_rules.io.disk import DiskBackend
+    from openhcs_rules.plate.naming import virtual_filename
+
+    disk = DiskBackend()
+    with atomic_path(folder) as tmp:
+        tmp.mkdir()
+        for (site, channel, z, t), plane in sorted(result.images.items()):
+            disk.save_image(plane, str(tmp / virtual_filename(well_name, site, channel, z, t)))
+        for (site, z, t), labels in sorted(result.labels.items()):
+            name = virtual_filename(well_name, site, 1, z, t).replace("_w1_", "_labels_")
+            disk.save_image(labels, str(tmp / name))
+
+
+OBJECT_COLUMNS = ("plate", "well", "site", "z", "t", "label", "area_px", "centroid_y", "centroid_x")
+
+
+def write_objects_csv(objects: list[dict[str, Any]], path: str | Path, plate: str, well: str) -> None:
+    extra = sorted({k for row in objects for k in row} - set(OBJECT_COLUMNS))
+    columns = list(OBJECT_COLUMNS) + extra
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for row in objects:
+        writer.writerow({"plate": plate, "well": well, **row})
+    atomic_write_bytes(path, buffer.getvalue().encode())
+
+
+def summarise_well(result: WellResult, plate: PlateStructure, well_name: str, elapsed_s: float | None) -> dict[str, Any]:
+    sites = plate.wells[well_name].sites
+    per_site: dict[int, int] = {s: 0 for s in sites}
+    for row in result.objects:
+        per_site[row["site"]] = per_site.get(row["site"], 0) + 1
+    intensity_keys = sorted({k for row in result.objects for k in row if k.startswith("mean_intensity_")})
+    areas = [row["area_px"] for row in result.objects]
+    return {
+        "plate": plate.name,
+        "well": well_name,
+        "n_sites": len(sites),
+        "missing_sites": plate.missing_sites().get(well_name, []),
+        "n_objects": len(result.objects),
+        "objects_per_site": {str(s): n for s, n in sorted(per_site.items())},
+        "mean_area_px": float(np.mean(areas)) if areas else None,
+        **{key: float(np.mean([row[key] for row in result.objects])) for key in intensity_keys},
+        "elapsed_s": elapsed_s,
+    }
+
+
+def process_well(plate_json: str | Path, well: str, pipeline_path: str | Path, out_dir: str | Path,
+                 illumination_npz: str | Path | None = None, nuclei_channel: int | str | None = None,
+                 gpu: str = "auto", backend: str = "zarr", pyramid_levels: int = 3) -> dict[str, Any]:
+    """The whole ``process_well`` job: load inputs, run, write outputs."""
+    from openhcs_rules.jobs.illumination import load_illumination
+    from openhcs_rules.pipeline.serialize import load_pipeline
+
+    start = time.perf_counter()
+    plate = PlateStructure.load_json(plate_json)
+    pipeline = load_pipeline(pipeline_path)
+    memory_type = resolve_memory_type(gpu)
+    if memory_type == "cupy":
+        from openhcs_rules.pipeline.devices import select_device
+
+        select_device()
+    context = RunContext(
+        channel_names={i: plate.channel(i).name for i in plate.channel_indices},
+        memory_type=memory_type,
+        illumination=load_illumination(illumination_npz) if illumination_npz else {},
+        nuclei_channel=nuclei_channel,
+    )
+    result = run_well(plate, well, pipeline, context)
+    elapsed = time.perf_counter() - start
+    summary = write_well_outputs(result, plate, well, out_dir, backend, pyramid_levels, elapsed)
+    log.info("%s %s: %d objects in %.2f s on %s", plate.name, well, summary["n_objects"], elapsed, memory_type)
+    return summary
