@@ -1,0 +1,15 @@
+"""Count and measure nuclei: flat-field and background correction, max projection, denoise, segment, measure."""
+
+from openhcs_rules.pipeline import Pipeline, Step
+
+pipeline = Pipeline(
+    name="nuclei_count",
+    steps=[
+        Step(name="flatfield", func="flatfield_correct"),
+        Step(name="background", func="subtract_background", kwargs={"radius": 50}),
+        Step(name="max_projection", func="project_z", kwargs={"method": "max"}),
+        Step(name="denoise", func="denoise", kwargs={"sigma": 1.0}),
+        Step(name="segment", func="segment_nuclei", channel="nuclei"),
+        Step(name="measure", func="measure_objects"),
+    ],
+)

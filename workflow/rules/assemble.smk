@@ -1,0 +1,35 @@
+# Per plate: the OME-Zarr plate (or TIFF folder), objects.csv, wells.csv and a heatmap for the report.
+
+
+rule assemble_plate:
+    input:
+        plate=f"{OUT}/{{plate}}/plate.json",
+        summaries=well_summaries,
+    output:
+        images=directory(plate_images_output()),
+        objects=f"{OUT}/{{plate}}/objects.csv",
+        wells=report(
+            f"{OUT}/{{plate}}/wells.csv",
+            caption="../report/wells.rst",
+            category="Plates",
+            subcategory="{plate}",
+            labels={"plate": "{plate}", "figure": "per-well table"},
+        ),
+        heatmap=report(
+            f"{OUT}/{{plate}}/heatmap.png",
+            caption="../report/heatmap.rst",
+            category="Plates",
+            subcategory="{plate}",
+            labels={"plate": "{plate}", "figure": "objects per site heatmap"},
+        ),
+    params:
+        wells_dir=lambda wc: f"{OUT}/{wc.plate}/wells",
+        out_dir=lambda wc: f"{OUT}/{wc.plate}",
+        backend=BACKEND,
+    log:
+        "logs/{plate}/assemble_plate.log",
+    benchmark:
+        "benchmarks/{plate}/assemble_plate.tsv"
+    shell:
+        "{OPENHCS} assemble --plate-json {input.plate} --wells-dir {params.wells_dir:q}"
+        " --out-dir {params.out_dir:q} --backend {params.backend} > {log} 2>&1"
