@@ -71,8 +71,17 @@ def _nuclei_channel(value: str | None) -> int | str | None:
 def _cmd_process_well(args: argparse.Namespace) -> int:
     from openhcs_rules.jobs.process_well import process_well
 
-    process_well(args.plate_json, args.well, args.pipeline, args.out_dir, args.illumination,
-                 _nuclei_channel(args.nuclei_channel), args.gpu, args.backend, args.pyramid_levels)
+    process_well(
+        args.plate_json,
+        args.well,
+        args.pipeline,
+        args.out_dir,
+        args.illumination,
+        _nuclei_channel(args.nuclei_channel),
+        args.gpu,
+        args.backend,
+        args.pyramid_levels,
+    )
     return 0
 
 
@@ -88,9 +97,17 @@ def _cmd_generate_demo(args: argparse.Namespace) -> int:
 
     from openhcs_rules.demo.synthetic import generate_imagexpress_plate
 
-    generate_imagexpress_plate(Path(args.out), plate_name=args.name, wells=args.wells, sites=args.sites,
-                               channels=args.channels, z_planes=args.z_planes, timepoints=args.timepoints,
-                               shape=(args.size, args.size), seed=args.seed)
+    generate_imagexpress_plate(
+        Path(args.out),
+        plate_name=args.name,
+        wells=args.wells,
+        sites=args.sites,
+        channels=args.channels,
+        z_planes=args.z_planes,
+        timepoints=args.timepoints,
+        shape=(args.size, args.size),
+        seed=args.seed,
+    )
     return 0
 
 
@@ -100,8 +117,10 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
     config = load_screen_config(args.config)
     pipeline = load_pipeline(args.pipeline or config["pipeline"])
-    print(f"{args.config}: valid; {len(config['plates'])} plate(s); pipeline {pipeline.name!r} "
-          f"with {len(pipeline.steps)} steps")
+    print(
+        f"{args.config}: valid; {len(config['plates'])} plate(s); pipeline {pipeline.name!r} "
+        f"with {len(pipeline.steps)} steps"
+    )
     return 0
 
 
@@ -184,8 +203,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from openhcs_rules.errors import OpenHCSError
 
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     try:
         return args.func(args)
     except OpenHCSError as exc:

@@ -35,8 +35,9 @@ def test_segmentation_and_measurement_give_object_rows_per_site():
     image[10:20, 10:20] = 1000
     image[40:50, 30:44] = 1000
     planes = {(s, c, 1, 1): image * c for s in (1, 2) for c in (1, 2)}
-    pipeline = Pipeline("p", [Step(func="segment_nuclei", channel="nuclei", kwargs={"diameter": 10.0}),
-                              Step(func="measure_objects")])
+    pipeline = Pipeline(
+        "p", [Step(func="segment_nuclei", channel="nuclei", kwargs={"diameter": 10.0}), Step(func="measure_objects")]
+    )
     result = run_pipeline(pipeline, planes, RunContext(channel_names={1: "DAPI", 2: "FITC"}, nuclei_channel="DAPI"))
     assert sorted(result.labels) == [(1, 1, 1), (2, 1, 1)]
     assert [row["site"] for row in result.objects] == [1, 1, 2, 2]

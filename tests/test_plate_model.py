@@ -8,10 +8,25 @@ def _plate(drop_site_of=None):
             if well == drop_site_of and site == 2:
                 continue
             for channel in (1, 2):
-                images.append(ImageStructure(ImageKey(well, site, channel, 1, 1), f"{well}_{site}_{channel}.tif",
-                                             stage_position_um=(1.5, -2.0)))
-    return PlateStructure("p", "imagexpress", "/data/p", 8, 12, [ChannelInfo(1, "DAPI", 452.0), ChannelInfo(2, "FITC")],
-                          build_wells(images), image_shape=(256, 256), dtype="uint16", pixel_size_um=1.3672)
+                images.append(
+                    ImageStructure(
+                        ImageKey(well, site, channel, 1, 1),
+                        f"{well}_{site}_{channel}.tif",
+                        stage_position_um=(1.5, -2.0),
+                    )
+                )
+    return PlateStructure(
+        "p",
+        "imagexpress",
+        "/data/p",
+        8,
+        12,
+        [ChannelInfo(1, "DAPI", 452.0), ChannelInfo(2, "FITC")],
+        build_wells(images),
+        image_shape=(256, 256),
+        dtype="uint16",
+        pixel_size_um=1.3672,
+    )
 
 
 def test_json_round_trip(tmp_path):

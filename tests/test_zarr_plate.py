@@ -11,12 +11,25 @@ def _write(tmp_path):
     rng = np.random.default_rng(1)
     fields = {}
     for well in ("B02", "C03"):
-        data = {f: FieldData(rng.random((1, 2, 3, 64, 48), dtype=np.float32),
-                             rng.integers(0, 9, (1, 3, 64, 48)).astype(np.int32)) for f in (0, 1)}
+        data = {
+            f: FieldData(
+                rng.random((1, 2, 3, 64, 48), dtype=np.float32), rng.integers(0, 9, (1, 3, 64, 48)).astype(np.int32)
+            )
+            for f in (0, 1)
+        }
         write_well_images(tmp_path / well, data, pyramid_levels=2)
         fields[well] = data
-    plate = PlateStructure("screen1", "imagexpress", "/x", 8, 12, [ChannelInfo(1, "DAPI"), ChannelInfo(2, "FITC")], {},
-                           pixel_size_um=0.65, z_step_um=2.0)
+    plate = PlateStructure(
+        "screen1",
+        "imagexpress",
+        "/x",
+        8,
+        12,
+        [ChannelInfo(1, "DAPI"), ChannelInfo(2, "FITC")],
+        {},
+        pixel_size_um=0.65,
+        z_step_um=2.0,
+    )
     assemble_plate_zarr(tmp_path / "plate.ome.zarr", plate, {w: tmp_path / w for w in fields}, ["DAPI", "FITC"])
     return tmp_path / "plate.ome.zarr", fields
 

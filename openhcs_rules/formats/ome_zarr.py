@@ -76,23 +76,34 @@ class OmeZarrHandler(FormatHandler):
                 array_meta = self._array_meta(field_dir / dataset["path"])
                 shape = tuple(array_meta["shape"][-2:])
                 dtype = array_meta["dtype"]
-                scale = next((t["scale"] for t in dataset.get("coordinateTransformations", [])
-                              if t.get("type") == "scale"), None)
+                scale = next(
+                    (t["scale"] for t in dataset.get("coordinateTransformations", []) if t.get("type") == "scale"), None
+                )
                 if scale and pixel_size is None:
                     pixel_size = float(scale[axes.index("x")]) if "x" in axes else None
                     z_step = float(scale[axes.index("z")]) if "z" in axes else None
                 if not channels:
                     labels = [c.get("label") for c in field_attrs.get("omero", {}).get("channels", [])]
                     n_c = array_meta["shape"][axes.index("c")] if "c" in axes else 1
-                    channels = [ChannelInfo(i + 1, labels[i] if i < len(labels) and labels[i] else f"c{i + 1}")
-                                for i in range(n_c)]
-                images.extend(self._planes(name, site, f"{well_path}/{field}/{dataset['path']}",
-                                           axes, array_meta["shape"]))
+                    channels = [
+                        ChannelInfo(i + 1, labels[i] if i < len(labels) and labels[i] else f"c{i + 1}")
+                        for i in range(n_c)
+                    ]
+                images.extend(
+                    self._planes(name, site, f"{well_path}/{field}/{dataset['path']}", axes, array_meta["shape"])
+                )
         return PlateStructure(
             name=plate_name or plate_meta.get("name") or root.name.removesuffix(".zarr").removesuffix(".ome"),
-            format=self.name, root=str(root.resolve()), rows=len(rows), columns=len(columns),
-            channels=channels, wells=build_wells(images), image_shape=shape, dtype=dtype,
-            pixel_size_um=pixel_size, z_step_um=z_step,
+            format=self.name,
+            root=str(root.resolve()),
+            rows=len(rows),
+            columns=len(columns),
+            channels=channels,
+            wells=build_wells(images),
+            image_shape=shape,
+            dtype=dtype,
+            pixel_size_um=pixel_size,
+            z_step_um=z_step,
         )
 
     @staticmethod
@@ -128,5 +139,7 @@ class OmeZarrHandler(FormatHandler):
             array = zarr.open_array(store=str(path), mode="r")
             return np.asarray(array[tuple(image.index or ())])
         except Exception as exc:  # noqa: BLE001 - zarr/codec errors have many types
-            raise ImageReadError(f"{path} plane {image.index}: cannot read ({exc}); the store is incomplete "
-                                 "or corrupt: rewrite it or rerun the job that produced it") from exc
+            raise ImageReadError(
+                f"{path} plane {image.index}: cannot read ({exc}); the store is incomplete "
+                "or corrupt: rewrite it or rerun the job that produced it"
+            ) from exc

@@ -60,8 +60,7 @@ class VirtualBackend(StorageBackend):
         if not path.startswith(self.prefix + "/"):
             raise FileNotFoundError(f"{path} is not under {self.prefix}")
         parts = parse_virtual_filename(path.rsplit("/", 1)[-1])
-        return ImageKey(str(parts["well"]), int(parts["site"]), int(parts["channel"]), int(parts["z"]),
-                        int(parts["t"]))
+        return ImageKey(str(parts["well"]), int(parts["site"]), int(parts["channel"]), int(parts["z"]), int(parts["t"]))
 
     def list_files(self, directory: str, suffix: str | None = None) -> list[str]:
         directory = directory.rstrip("/")

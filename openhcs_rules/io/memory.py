@@ -20,8 +20,9 @@ class MemoryBackend(StorageBackend):
     def list_files(self, directory: str, suffix: str | None = None) -> list[str]:
         prefix = directory.rstrip("/") + "/"
         return sorted(
-            p for p in self._store
-            if p.startswith(prefix) and "/" not in p[len(prefix):] and (suffix is None or p.endswith(suffix))
+            p
+            for p in self._store
+            if p.startswith(prefix) and "/" not in p[len(prefix) :] and (suffix is None or p.endswith(suffix))
         )
 
     def load_image(self, path: str) -> np.ndarray:

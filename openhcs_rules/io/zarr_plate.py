@@ -100,12 +100,14 @@ def _link_tree(source: Path, target: Path) -> None:
 def _channel_metadata(names: list[str], windows: list[tuple[float, float]]) -> dict[str, Any]:
     channels = []
     for i, (name, (low, high)) in enumerate(zip(names, windows, strict=True)):
-        channels.append({
-            "label": name,
-            "color": _COLORS[i % len(_COLORS)],
-            "active": True,
-            "window": {"start": float(low), "end": float(high), "min": float(low), "max": float(high)},
-        })
+        channels.append(
+            {
+                "label": name,
+                "color": _COLORS[i % len(_COLORS)],
+                "active": True,
+                "window": {"start": float(low), "end": float(high), "min": float(low), "max": float(high)},
+            }
+        )
     return {"channels": channels, "rdefs": {"model": "color"}}
 
 
@@ -147,10 +149,27 @@ def assemble_plate_zarr(
             write_well_metadata(well_group, [{"path": f, "acquisition": 0} for f in fields])
             for field in fields:
                 field_group = zarr.open_group(store=str(tmp / rows[r] / columns[c] / field), mode="r+")
-                _write_field_metadata(field_group, plate, well, field, channel_names, pixel, z_step,
-                                      write_multiscales_metadata, add_metadata, write_label_metadata)
-        write_plate_metadata(root, rows, columns, well_paths, field_count=field_count, name=plate.name,
-                             acquisitions=[{"id": 0, "name": plate.name}])
+                _write_field_metadata(
+                    field_group,
+                    plate,
+                    well,
+                    field,
+                    channel_names,
+                    pixel,
+                    z_step,
+                    write_multiscales_metadata,
+                    add_metadata,
+                    write_label_metadata,
+                )
+        write_plate_metadata(
+            root,
+            rows,
+            columns,
+            well_paths,
+            field_count=field_count,
+            name=plate.name,
+            acquisitions=[{"id": 0, "name": plate.name}],
+        )
 
 
 def _datasets(group: Any, pixel: float, z_step: float) -> list[dict[str, Any]]:
@@ -174,14 +193,24 @@ _AXES = [
 ]
 
 
-def _write_field_metadata(group: Any, plate: PlateStructure, well: str, field: str, channel_names: list[str],
-                          pixel: float, z_step: float, write_multiscales_metadata: Any, add_metadata: Any,
-                          write_label_metadata: Any) -> None:
+def _write_field_metadata(
+    group: Any,
+    plate: PlateStructure,
+    well: str,
+    field: str,
+    channel_names: list[str],
+    pixel: float,
+    z_step: float,
+    write_multiscales_metadata: Any,
+    add_metadata: Any,
+    write_label_metadata: Any,
+) -> None:
     full = group["0"]
     sample = np.asarray(full[0, :, full.shape[2] // 2])  # (c, y, x) middle plane for display windows
     windows = [(float(np.percentile(p, 0.5)), float(np.percentile(p, 99.8))) for p in sample]
-    write_multiscales_metadata(group, _datasets(group, pixel, z_step), axes=_AXES,
-                               name=f"{plate.name} {well} field {field}")
+    write_multiscales_metadata(
+        group, _datasets(group, pixel, z_step), axes=_AXES, name=f"{plate.name} {well} field {field}"
+    )
     add_metadata(group, {"omero": _channel_metadata(channel_names, windows)})
     if "labels" in group.group_keys():
         labels_group = group["labels"]

@@ -82,8 +82,9 @@ def write_wells_csv(rows: list[dict[str, Any]], path: str | Path) -> None:
     atomic_write_bytes(path, buffer.getvalue().encode())
 
 
-def plot_heatmap(plate: PlateStructure, rows: list[dict[str, Any]], path: str | Path,
-                 value: str = "objects_per_site") -> None:
+def plot_heatmap(
+    plate: PlateStructure, rows: list[dict[str, Any]], path: str | Path, value: str = "objects_per_site"
+) -> None:
     """Plate-layout heatmap of one per-well value; wells without data stay blank (not zero)."""
     import matplotlib
 
@@ -121,8 +122,9 @@ def link_tiff_images(well_dirs: dict[str, Path], out_dir: str | Path) -> None:
             _link_tree(folder / "images", tmp / well)
 
 
-def assemble_plate(plate_json: str | Path, wells_dir: str | Path, out_dir: str | Path,
-                   backend: str = "zarr") -> list[dict[str, Any]]:
+def assemble_plate(
+    plate_json: str | Path, wells_dir: str | Path, out_dir: str | Path, backend: str = "zarr"
+) -> list[dict[str, Any]]:
     """Everything per plate: images, objects.csv, wells.csv and heatmap.png under ``out_dir``."""
     plate = PlateStructure.load_json(plate_json)
     out = Path(out_dir)
@@ -132,8 +134,7 @@ def assemble_plate(plate_json: str | Path, wells_dir: str | Path, out_dir: str |
         from openhcs_rules.io.zarr_plate import assemble_plate_zarr
 
         names = [plate.channel(i).name for i in plate.channel_indices]
-        assemble_plate_zarr(out / "plate.ome.zarr", plate, {w: d / "images.zarr" for w, d in well_dirs.items()},
-                            names)
+        assemble_plate_zarr(out / "plate.ome.zarr", plate, {w: d / "images.zarr" for w, d in well_dirs.items()}, names)
     else:
         link_tiff_images(well_dirs, out / "images")
     n_objects = concat_objects(plate.name, well_dirs, out / "objects.csv")

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import io
 import logging
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from openhcs_rules.errors import ImageReadError
 from openhcs_rules.io.atomic import atomic_write_bytes
 from openhcs_rules.plate.model import ImageStructure, PlateStructure
 
@@ -26,7 +29,22 @@ def sample_images(plate: PlateStructure, channel: int, max_images: int) -> list[
     return [preferred[i] for i in sorted(set(picks.tolist()))]
 
 
-def estimate_plate_illumination(plate: PlateStructure, out_npz: str | Path, max_images: int = 64) -> dict[int, np.ndarray]:
+def _readable(plate: PlateStructure, images: list[ImageStructure], read_plane: Any) -> Iterator[np.ndarray]:
+    """Planes of the sample that can be read; an unreadable one is skipped with a warning naming it.
+
+    The flat field is a statistic over many images, so one corrupt file must not stop the plate: the
+    well that owns the file fails on its own, with the same message, in its process_well job.
+    """
+    for image in images:
+        try:
+            yield read_plane(plate, image)
+        except ImageReadError as exc:
+            log.warning("skipped for the flat field: %s", exc)
+
+
+def estimate_plate_illumination(
+    plate: PlateStructure, out_npz: str | Path, max_images: int = 64
+) -> dict[int, np.ndarray]:
     """Estimate and save ``{channel: profile}`` (profiles have mean 1) as an .npz keyed ``channel_<n>``."""
     from openhcs_rules.formats.registry import read_plane
     from openhcs_rules.functions.illumination import estimate_illumination
@@ -35,7 +53,13 @@ def estimate_plate_illumination(plate: PlateStructure, out_npz: str | Path, max_
     for channel in plate.channel_indices:
         images = sample_images(plate, channel, max_images)
         log.info("channel %d: flat field from %d images", channel, len(images))
-        profiles[channel] = np.asarray(estimate_illumination(read_plane(plate, i) for i in images), dtype=np.float32)
+        planes = list(_readable(plate, images, read_plane))
+        if not planes:
+            raise ImageReadError(
+                f"channel {channel}: none of the {len(images)} sampled images could be read; "
+                "see the warnings above for each file"
+            )
+        profiles[channel] = np.asarray(estimate_illumination(planes), dtype=np.float32)
     buffer = io.BytesIO()
     np.savez(buffer, **{f"channel_{c}": p for c, p in profiles.items()})
     atomic_write_bytes(out_npz, buffer.getvalue())

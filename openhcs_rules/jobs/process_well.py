@@ -85,8 +85,15 @@ def _field_arrays(result: WellResult) -> dict[int, tuple[np.ndarray, np.ndarray 
     return fields
 
 
-def write_well_outputs(result: WellResult, plate: PlateStructure, well_name: str, out_dir: str | Path,
-                       backend: str = "zarr", pyramid_levels: int = 3, elapsed_s: float | None = None) -> dict[str, Any]:
+def write_well_outputs(
+    result: WellResult,
+    plate: PlateStructure,
+    well_name: str,
+    out_dir: str | Path,
+    backend: str = "zarr",
+    pyramid_levels: int = 3,
+    elapsed_s: float | None = None,
+) -> dict[str, Any]:
     """Write images (zarr or TIFF), ``objects.csv`` and finally ``summary.json``; return the summary."""
     out = Path(out_dir)
     if backend == "zarr":
@@ -131,7 +138,9 @@ def write_objects_csv(objects: list[dict[str, Any]], path: str | Path, plate: st
     atomic_write_bytes(path, buffer.getvalue().encode())
 
 
-def summarise_well(result: WellResult, plate: PlateStructure, well_name: str, elapsed_s: float | None) -> dict[str, Any]:
+def summarise_well(
+    result: WellResult, plate: PlateStructure, well_name: str, elapsed_s: float | None
+) -> dict[str, Any]:
     sites = plate.wells[well_name].sites
     per_site: dict[int, int] = {s: 0 for s in sites}
     for row in result.objects:
@@ -151,9 +160,17 @@ def summarise_well(result: WellResult, plate: PlateStructure, well_name: str, el
     }
 
 
-def process_well(plate_json: str | Path, well: str, pipeline_path: str | Path, out_dir: str | Path,
-                 illumination_npz: str | Path | None = None, nuclei_channel: int | str | None = None,
-                 gpu: str = "auto", backend: str = "zarr", pyramid_levels: int = 3) -> dict[str, Any]:
+def process_well(
+    plate_json: str | Path,
+    well: str,
+    pipeline_path: str | Path,
+    out_dir: str | Path,
+    illumination_npz: str | Path | None = None,
+    nuclei_channel: int | str | None = None,
+    gpu: str = "auto",
+    backend: str = "zarr",
+    pyramid_levels: int = 3,
+) -> dict[str, Any]:
     """The whole ``process_well`` job: load inputs, run, write outputs."""
     from openhcs_rules.jobs.illumination import load_illumination
     from openhcs_rules.pipeline.serialize import load_pipeline

@@ -88,15 +88,22 @@ def _stack(result: WellResult, keys: list[PlaneKey], memory_type: str) -> Any:
     return xp.stack(planes)
 
 
-def _call_image_step(func: Callable[..., Any], step: Step, keys: list[PlaneKey], result: WellResult,
-                     context: RunContext, kwargs: dict[str, Any]) -> dict[PlaneKey, Any]:
+def _call_image_step(
+    func: Callable[..., Any],
+    step: Step,
+    keys: list[PlaneKey],
+    result: WellResult,
+    context: RunContext,
+    kwargs: dict[str, Any],
+) -> dict[PlaneKey, Any]:
     stack = _stack(result, keys, context.memory_type)
     call_kwargs = dict(kwargs)
     if "illumination" in inspect.signature(func).parameters:
         channels = {k[_POS["channel"]] for k in keys}
         if len(channels) != 1:
-            raise PipelineError(f"step {step.label!r}: flat-field needs one channel per stack; drop 'channel' "
-                                "from variable_components")
+            raise PipelineError(
+                f"step {step.label!r}: flat-field needs one channel per stack; drop 'channel' from variable_components"
+            )
         channel = channels.pop()
         if channel not in context.illumination:
             raise PipelineError(f"step {step.label!r}: no illumination profile for channel {channel}")
@@ -131,8 +138,9 @@ def run_step(step: Step, result: WellResult, context: RunContext) -> None:
         if names is not None:
             channels = {k[1] for k in group_keys}
             if len(channels) != 1:
-                raise PipelineError(f"step {step.label!r}: group_by='channel' needs 'channel' out of "
-                                    "variable_components")
+                raise PipelineError(
+                    f"step {step.label!r}: group_by='channel' needs 'channel' out of variable_components"
+                )
             function_name = names.get(channels.pop())
             if function_name is None:
                 continue  # channel not named in the dict: passes through unchanged
@@ -172,8 +180,9 @@ def _run_measure(step: Step, result: WellResult, context: RunContext) -> None:
                 # the image was projected (z collapsed to 1) after segmentation, or the other way round
                 plane = result.images.get((site, channel, 1, t))
             if plane is None:
-                raise PipelineError(f"step {step.label!r}: no channel {channel} image at site {site}, z {z}, "
-                                    f"t {t} to measure")
+                raise PipelineError(
+                    f"step {step.label!r}: no channel {channel} image at site {site}, z {z}, t {t} to measure"
+                )
             planes.append(to_numpy(plane))
         rows = func(labels, np.stack(planes), names, **step.kwargs)
         for row in rows:

@@ -34,18 +34,44 @@ class FunctionSpec:
 FUNCTIONS: dict[str, FunctionSpec] = {
     spec.name: spec
     for spec in (
-        FunctionSpec("flatfield_correct", "openhcs_rules.functions.illumination", "flatfield_correct", "image",
-                     "divide by the plate's illumination profile (estimated per channel from the plate)"),
-        FunctionSpec("subtract_background", "openhcs_rules.functions.background", "subtract_background",
-                     "image", "remove smooth background under objects smaller than `radius`"),
-        FunctionSpec("project_z", "openhcs_rules.functions.projection", "project_z", "image",
-                     "z projection (max, mean) of the stack"),
-        FunctionSpec("denoise", "openhcs_rules.functions.denoise", "denoise", "image",
-                     "gaussian (or median) denoising"),
-        FunctionSpec("segment_nuclei", "openhcs_rules.functions.segmentation", "segment_nuclei", "labels",
-                     "threshold + seeded watershed that splits touching nuclei"),
-        FunctionSpec("measure_objects", "openhcs_rules.functions.measurement", "measure_objects", "measure",
-                     "per-object area, centroid and per-channel intensities"),
+        FunctionSpec(
+            "flatfield_correct",
+            "openhcs_rules.functions.illumination",
+            "flatfield_correct",
+            "image",
+            "divide by the plate's illumination profile (estimated per channel from the plate)",
+        ),
+        FunctionSpec(
+            "subtract_background",
+            "openhcs_rules.functions.background",
+            "subtract_background",
+            "image",
+            "remove smooth background under objects smaller than `radius`",
+        ),
+        FunctionSpec(
+            "project_z",
+            "openhcs_rules.functions.projection",
+            "project_z",
+            "image",
+            "z projection (max, mean) of the stack",
+        ),
+        FunctionSpec(
+            "denoise", "openhcs_rules.functions.denoise", "denoise", "image", "gaussian (or median) denoising"
+        ),
+        FunctionSpec(
+            "segment_nuclei",
+            "openhcs_rules.functions.segmentation",
+            "segment_nuclei",
+            "labels",
+            "threshold + seeded watershed that splits touching nuclei",
+        ),
+        FunctionSpec(
+            "measure_objects",
+            "openhcs_rules.functions.measurement",
+            "measure_objects",
+            "measure",
+            "per-object area, centroid and per-channel intensities",
+        ),
     )
 }
 
@@ -62,9 +88,7 @@ def get_function(name: str) -> FunctionSpec:
 
         close = difflib.get_close_matches(name, FUNCTIONS, n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise PipelineError(
-            f"unknown function {name!r}.{hint} Available: {', '.join(sorted(FUNCTIONS))}"
-        ) from None
+        raise PipelineError(f"unknown function {name!r}.{hint} Available: {', '.join(sorted(FUNCTIONS))}") from None
 
 
 def check_kwargs(name: str, kwargs: dict[str, Any]) -> None:

@@ -11,6 +11,7 @@ else) is rejected with its line number. :func:`pipeline_to_code` writes the cano
 from __future__ import annotations
 
 import ast
+import json
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from openhcs_rules.pipeline.registry import check_kwargs, get_function
 _CONSTRUCTORS = {"Pipeline": Pipeline, "Step": Step}
 _FIELDS = {
     "Pipeline": ("name", "steps", "description"),
-    "Step": ("func", "kwargs", "name", "variable_components", "group_by", "channel"),
+    "Step": ("name", "func", "kwargs", "variable_components", "group_by", "channel"),
 }
 _IMPORT_MODULE = "openhcs_rules.pipeline"
 
@@ -110,15 +111,23 @@ def parse_pipeline(text: str, source: str = "<pipeline>") -> Pipeline:
     pipeline: Pipeline | None = None
     try:
         for index, statement in enumerate(tree.body):
-            if index == 0 and isinstance(statement, ast.Expr) and isinstance(statement.value, ast.Constant) \
-                    and isinstance(statement.value.value, str):
+            if (
+                index == 0
+                and isinstance(statement, ast.Expr)
+                and isinstance(statement.value, ast.Constant)
+                and isinstance(statement.value.value, str)
+            ):
                 continue  # module docstring
             if isinstance(statement, ast.ImportFrom):
                 if statement.module != _IMPORT_MODULE or any(a.name not in _CONSTRUCTORS for a in statement.names):
                     raise _Reject(statement, f"only 'from {_IMPORT_MODULE} import Pipeline, Step' may be imported")
                 continue
-            if isinstance(statement, ast.Assign) and len(statement.targets) == 1 \
-                    and isinstance(statement.targets[0], ast.Name) and statement.targets[0].id == "pipeline":
+            if (
+                isinstance(statement, ast.Assign)
+                and len(statement.targets) == 1
+                and isinstance(statement.targets[0], ast.Name)
+                and statement.targets[0].id == "pipeline"
+            ):
                 if pipeline is not None:
                     raise _Reject(statement, "'pipeline' is assigned twice")
                 value = _literal(statement.value)
@@ -176,7 +185,9 @@ def _code(value: Any, indent: int) -> str:
         return "[" + ", ".join(_code(item, indent) for item in value) + "]"
     if isinstance(value, dict):
         return "{" + ", ".join(f"{_code(k, indent)}: {_code(v, indent)}" for k, v in value.items()) + "}"
-    if isinstance(value, str | int | float | bool) or value is None:
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)  # a JSON string is a valid Python string literal
+    if isinstance(value, int | float | bool) or value is None:
         return repr(value)
     raise TypeError(f"cannot write {type(value).__name__} into a pipeline file")
 

@@ -208,9 +208,7 @@ class PlateStructure:
             "z_step_um": self.z_step_um,
             "warnings": list(self.warnings),
             "metadata": self.metadata,
-            "wells": {
-                name: [image.to_dict() for image in self.wells[name].images] for name in self.well_names
-            },
+            "wells": {name: [image.to_dict() for image in self.wells[name].images] for name in self.well_names},
         }
 
     @classmethod

@@ -20,9 +20,7 @@ PLATE_LAYOUTS: dict[int, tuple[int, int]] = {
 }
 
 _WELL_RE = re.compile(r"^([A-Z]{1,2})(\d{1,3})$")
-_VIRTUAL_RE = re.compile(
-    r"^(?P<well>[A-Z]{1,2}\d{2,3})_s(?P<site>\d+)_w(?P<channel>\d+)_z(?P<z>\d+)_t(?P<t>\d+)\.tif$"
-)
+_VIRTUAL_RE = re.compile(r"^(?P<well>[A-Z]{1,2}\d{2,3})_s(?P<site>\d+)_w(?P<channel>\d+)_z(?P<z>\d+)_t(?P<t>\d+)\.tif$")
 
 
 def row_name(row_index: int) -> str:

@@ -23,13 +23,16 @@ rule assemble_plate:
             labels={"plate": "{plate}", "figure": "objects per site heatmap"},
         ),
     params:
+        openhcs=OPENHCS,
         wells_dir=lambda wc: f"{OUT}/{wc.plate}/wells",
         out_dir=lambda wc: f"{OUT}/{wc.plate}",
         backend=BACKEND,
+    conda:
+        "../envs/openhcs.yaml"
     log:
         "logs/{plate}/assemble_plate.log",
     benchmark:
         "benchmarks/{plate}/assemble_plate.tsv"
     shell:
-        "{OPENHCS} assemble --plate-json {input.plate} --wells-dir {params.wells_dir:q}"
+        "{params.openhcs} assemble --plate-json {input.plate} --wells-dir {params.wells_dir:q}"
         " --out-dir {params.out_dir:q} --backend {params.backend} > {log} 2>&1"

@@ -11,6 +11,7 @@ rule process_well:
         objects=f"{OUT}/{{plate}}/wells/{{well}}/objects.csv",
         images=directory(well_images_output()),
     params:
+        openhcs=OPENHCS,
         nuclei_channel=SCREEN["nuclei_channel"] if SCREEN["nuclei_channel"] is not None else "",
         gpu=SCREEN["gpu"],
         backend=BACKEND,
@@ -21,12 +22,14 @@ rule process_well:
         mem_mb=SCREEN["resources"]["mem_mb"],
         runtime=SCREEN["resources"]["runtime"],
         gpu=SCREEN["resources"]["gpu"],
+    conda:
+        "../envs/openhcs.yaml"
     log:
         "logs/{plate}/wells/{well}.log",
     benchmark:
         "benchmarks/{plate}/wells/{well}.tsv"
     shell:
-        "OPENHCS_JOB_TOKEN={jobid} OMP_NUM_THREADS={threads} {OPENHCS} process-well --plate-json {input.plate}"
+        "OMP_NUM_THREADS={threads} {params.openhcs} process-well --plate-json {input.plate}"
         " --well {wildcards.well} --pipeline {input.pipeline:q} --out-dir {params.out_dir:q}"
         " --illumination {input.illumination} --nuclei-channel '{params.nuclei_channel}' --gpu {params.gpu}"
         " --backend {params.backend} --pyramid-levels {params.levels} > {log} 2>&1"

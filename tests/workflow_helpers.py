@@ -1,0 +1,41 @@
+"""Run the real Snakemake CLI on a screen config in a scratch folder (shared by the workflow tests)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEFILE = REPO / "workflow" / "Snakefile"
+PIPELINE = REPO / "config" / "pipelines" / "nuclei_count.py"
+
+
+def write_config(folder: Path, config: dict) -> Path:
+    config.setdefault("pipeline", str(PIPELINE))
+    path = folder / "screen.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def snakemake(folder: Path, configfile: Path, *extra: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    """``python -m snakemake`` in ``folder`` with the repository's Snakefile; returns the finished process."""
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    command = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(SNAKEFILE),
+        "--directory",
+        str(folder),
+        "--configfile",
+        str(configfile),
+        "--cores",
+        "2",
+        *extra,
+    ]
+    return subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True, timeout=timeout)
