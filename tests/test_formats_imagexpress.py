@@ -11,6 +11,7 @@ import pytest
 import tifffile
 
 from openhcs_rules.errors import FormatError, ImageReadError
+from openhcs_rules.formats import imagexpress
 from openhcs_rules.formats.base import read_tiff_plane
 from openhcs_rules.formats.imagexpress import (
     HTDFile,
@@ -66,9 +67,7 @@ def test_filename_variants(name: str, well: str, site: int, channel: int, thumb:
     assert (parsed.well, parsed.site, parsed.channel, parsed.thumbnail) == (well, site, channel, thumb)
 
 
-@pytest.mark.parametrize(
-    "name", ["r01c01f01p01-ch1sk1fk1fl1.tiff", "9987_B02_s1_w1.png", "notes.txt", "B2_s1.tif"]
-)
+@pytest.mark.parametrize("name", ["r01c01f01p01-ch1sk1fk1fl1.tiff", "9987_B02_s1_w1.png", "notes.txt", "B2_s1.tif"])
 def test_non_imagexpress_names_are_rejected(name: str) -> None:
     assert parse_imagexpress_filename(name) is None
 
@@ -113,9 +112,7 @@ def test_htd_malformed_value_of_a_used_key_is_an_error(fixtures_dir: Path, tmp_p
 
 def test_htd_selected_well_without_files_is_warned(fixtures_dir: Path, tmp_path: Path) -> None:
     selection = '"WellsSelection2", FALSE, TRUE, TRUE,'
-    root = _write_htd_plate(
-        fixtures_dir, tmp_path, lambda t: t.replace('"WellsSelection2", FALSE, TRUE,', selection)
-    )
+    root = _write_htd_plate(fixtures_dir, tmp_path, lambda t: t.replace('"WellsSelection2", FALSE, TRUE,', selection))
     plate = HANDLER.parse(root)
     assert "HTD selects wells with no files: B03" in plate.warnings
 
@@ -222,6 +219,15 @@ def test_plate_json_round_trip_reads_the_same(fixtures_dir: Path) -> None:
     np.testing.assert_array_equal(HANDLER.read_plane(reloaded, image), HANDLER.read_plane(plate, image))
 
 
+def test_stage_positions_of_first_well_only_on_big_plates(fixtures_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Beyond STAGE_POSITION_SITE_LIMIT (well, site) pairs only the first well's files are opened."""
+    monkeypatch.setattr(imagexpress, "STAGE_POSITION_SITE_LIMIT", 2)
+    plate = HANDLER.parse(exported(fixtures_dir, "9987_Plate_3434"))
+    assert plate.metadata["stage_positions"].startswith("first well only (B02)")
+    assert {i.stage_position_um for i in plate.wells["B02"].images} == {(22985.0, 19885.0), (23300.0, 19885.0)}
+    assert {i.stage_position_um for i in plate.wells["B03"].images} == {None}
+
+
 # -- folder variants built in tmp_path from real TIFFs ----------------------------------------------------
 def _direct_tiffs(fixtures_dir: Path) -> list[Path]:
     return sorted((fixtures_dir / DIRECT / ACQUISITION / "ZStep_1").glob("*_s[12][0-9A-F]*.tif"))
@@ -302,11 +308,17 @@ def test_truncated_deflate_tiff_read_names_the_file(fixtures_dir: Path, tmp_path
         read_tiff_plane(broken)
 
 
+def _writable_copy(source: Path, target: Path) -> Path:
+    """copytree keeps the fixtures' read-only modes (even on folders); make the copy writable."""
+    shutil.copytree(source, target)
+    for path in [target, *target.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    return target
+
+
 def test_truncated_file_in_a_plate_fails_discovery_naming_it(fixtures_dir: Path, tmp_path: Path) -> None:
-    root = tmp_path / "plate"
-    shutil.copytree(exported(fixtures_dir, "9987_Plate_3420"), root)
+    root = _writable_copy(exported(fixtures_dir, "9987_Plate_3420"), tmp_path / "plate")
     target = root / "TimePoint_1" / "9987_B02.TIF"
-    target.chmod(0o644)
     data = target.read_bytes()
     target.write_bytes(data[: len(data) // 2])
     with pytest.raises(ImageReadError, match=r"9987_B02\.TIF"):
@@ -314,8 +326,7 @@ def test_truncated_file_in_a_plate_fails_discovery_naming_it(fixtures_dir: Path,
 
 
 def test_file_removed_after_discovery(fixtures_dir: Path, tmp_path: Path) -> None:
-    root = tmp_path / "plate"
-    shutil.copytree(exported(fixtures_dir, "9987_Plate_3420"), root)
+    root = _writable_copy(exported(fixtures_dir, "9987_Plate_3420"), tmp_path / "plate")
     plate = HANDLER.parse(root)
     (root / "TimePoint_1" / "9987_B02.TIF").unlink()
     with pytest.raises(ImageReadError, match=r"9987_B02\.TIF does not exist"):

@@ -1,0 +1,98 @@
+"""Which handler reads which plate: an ordered, open list of format handlers.
+
+Detection asks each registered handler in order and takes the first that recognises the folder, so more
+specific formats should be registered before looser ones. The list is open: other modules (the OME-Zarr
+handler, plugins) call :func:`register_handler` at import time. Reading a plane dispatches on
+``plate.format``, the handler name saved in ``plate.json``, so a worker process needs no detection.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from openhcs_rules.errors import FormatError
+from openhcs_rules.formats.base import FormatHandler
+from openhcs_rules.formats.imagexpress import ImageXpressHandler
+from openhcs_rules.formats.ome_zarr import OmeZarrHandler
+from openhcs_rules.formats.opera_phenix import OperaPhenixHandler
+from openhcs_rules.plate.model import ImageStructure, PlateStructure
+
+_HANDLERS: list[type[FormatHandler]] = []
+
+#: what detect_format looked for, per format, for the error message when nothing matched
+_LOOKED_FOR = (
+    "ImageXpress: a .HTD file, MetaXpress TimePoint_N/ZStep_M folders, or TIFFs named like "
+    "'<plate>_B02_s1_w1.tif' (direct transfer: '<name>_E07_s1<GUID>.tif'; the folder itself or at the end "
+    "of a chain of single subfolders such as <name>/<date>/<acquisition id>)",
+    "Opera Phenix: Index.idx.xml or Index.xml (Harmony export), in the folder or in its Images/ subfolder",
+    "OME-Zarr: a .zarr folder with OME-NGFF plate metadata",
+)
+
+
+def register_handler(cls: type[FormatHandler]) -> type[FormatHandler]:
+    """Append a handler class (usable as a decorator). Registering the same class again is a no-op;
+    a different class under a taken name is an error, since plate.json files name handlers."""
+    if not (isinstance(cls, type) and issubclass(cls, FormatHandler)):
+        raise TypeError(f"{cls!r} is not a FormatHandler subclass")
+    name = getattr(cls, "name", None)
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"{cls.__name__} has no 'name' class attribute")
+    for known in _HANDLERS:
+        if known is cls:
+            return cls
+        if known.name == name:
+            raise ValueError(f"format name {name!r} is already registered by {known.__name__}")
+    _HANDLERS.append(cls)
+    return cls
+
+
+def registered_handlers() -> list[type[FormatHandler]]:
+    """The handler classes in detection order (a copy)."""
+    return list(_HANDLERS)
+
+
+def handler_for(name: str) -> FormatHandler:
+    """A handler instance for a format name as stored in ``PlateStructure.format``."""
+    for cls in _HANDLERS:
+        if cls.name == name:
+            return cls()
+    known = ", ".join(cls.name for cls in _HANDLERS)
+    raise FormatError(
+        f"no handler for plate format {name!r} (known: {known}); the plate.json was written by another "
+        "version or plugin: rerun discovery, or install the plugin that provides this format"
+    )
+
+
+def detect_format(root: str | Path) -> FormatHandler:
+    """The first registered handler that recognises ``root``; FormatError saying what was looked for."""
+    root = Path(root)
+    if not root.exists():
+        raise FormatError(f"plate folder {root} does not exist: check the path in the screen config")
+    if not root.is_dir():
+        raise FormatError(f"plate path {root} is a file, not a folder: give the folder that holds the plate")
+    for cls in _HANDLERS:
+        if cls.detect(root):
+            return cls()
+    looked_for = "\n  - ".join(_LOOKED_FOR)
+    raise FormatError(
+        f"{root.absolute()} is not a plate folder of any supported format. Looked for:\n  - {looked_for}\n"
+        "Point at the plate's own folder (for a direct transfer with several acquisitions, at one "
+        "acquisition folder)."
+    )
+
+
+def discover_plate(root: str | Path, name: str | None = None) -> PlateStructure:
+    """Detect the format of ``root`` and parse the plate (``name`` defaults to the folder name)."""
+    return detect_format(root).parse(Path(root), name)
+
+
+def read_plane(plate: PlateStructure, image: ImageStructure) -> np.ndarray:
+    """Read one 2D plane with the handler that discovered the plate."""
+    return handler_for(plate.format).read_plane(plate, image)
+
+
+register_handler(OmeZarrHandler)  # most specific: a .zarr with plate metadata
+register_handler(OperaPhenixHandler)
+register_handler(ImageXpressHandler)
