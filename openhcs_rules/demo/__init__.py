@@ -1,0 +1,1 @@
+"""Synthetic demo data: an ImageXpress-style plate with known nuclei counts, for demos, tests and benchmarks."""

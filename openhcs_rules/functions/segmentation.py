@@ -1,0 +1,399 @@
+"""Nuclei segmentation in the style of CellProfiler's IdentifyPrimaryObjects.
+
+Steps per plane, and why:
+
+1. **Light Gaussian smoothing** (sigma 1 px): shot noise otherwise breaks the foreground into speckle at
+   the threshold.
+2. **Global threshold**: Otsu's two-class threshold from a histogram computed with ``xp`` (so it runs on
+   the GPU too), times ``threshold_scale`` (CellProfiler's "correction factor"); or a fixed value. Otsu
+   rather than minimum cross-entropy because real DAPI images have a dim haze around clustered cells
+   (out-of-focus and cytoplasmic DNA stain) that cross-entropy thresholds include, gluing clusters
+   together. A plane whose two Otsu classes are not separated by more than three background standard
+   deviations holds no objects (an empty well: Otsu would otherwise split pure noise in two).
+3. **Fill holes** (dim nucleoli) and **drop specks** smaller than 10 px (hot pixels, debris).
+4. **Typical diameter** when not given: twice the area-weighted median of each foreground component's
+   largest inscribed radius (maximum of the distance transform). Unlike the equivalent diameter of
+   components, it is not inflated by clusters: a clump of touching nuclei is still one nucleus thick.
+   For elongated nuclei it is the minor axis. Large images are first measured on a 2-4x block-averaged
+   mask (exact enough for nuclei over ~12 px, and 10x cheaper).
+5. **Working resolution**: when nuclei are wider than ~24 px the declumping below runs on a
+   block-averaged copy in which they are 12-24 px wide (a 2048x2048 image at 40x is processed at
+   ~400x400); the final boundaries are then redrawn at full resolution by a second watershed seeded
+   with the working labels. Declumping needs the nucleus scale, not the pixel scale.
+6. **Split touching nuclei**: seeds are local maxima (at least ~0.3 diameter apart) of the
+   scale-normalised Laplacian-of-Gaussian response at sigma = radius/2, which peaks at the centre of
+   every blob of about nucleus size, even where two nuclei touch without any waist; a seeded watershed
+   on that response splits the mask. LoG over-splits large or elongated nuclei, so two touching pieces
+   are merged back when there is **no evidence of two objects**: the neck between them is as wide as
+   the thinner piece (no waist; ratio >= 0.9), the LoG response does not dip between them (saddle >
+   0.6 x the lower peak), and the smoothed image has no dark seam (dip < 15% of the object contrast).
+   These constants were chosen on synthetic plates with known truth (over-split pieces: neck ratio
+   >= 0.95 in 95% of cases; touching pairs: median 0.78) and checked on real 40x DAPI images.
+7. **Size filter**: objects smaller than ``min_area`` (default: 1/8 of the typical nucleus area) or larger
+   than ``max_area`` (default: no limit, so an unsplit clump is still counted once rather than lost) are
+   removed; labels are renumbered 1..k per plane.
+
+Memory types: thresholding, hole filling, distance transforms, the LoG response and seed detection run
+with ``xp``/``ndi`` in the input's memory. The watershed flooding, the merge of over-split pieces and the
+size filter have no cupy/cupyx equivalent, so they run on the host (``to_numpy``, scikit-image/numpy) and
+the labels are moved back with ``to_memory(labels, memory_type_of(stack))``; on a GPU only that part
+pays a device-host copy.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from openhcs_rules.functions._resample import block_mean, upsample
+from openhcs_rules.functions._stack import as_float32, require_stack
+from openhcs_rules.pipeline.memory import memory_type_of, modules_for, to_memory, to_numpy
+
+#: components below this many pixels are noise, whatever the nucleus size.
+SPECK_AREA = 10
+#: Otsu classes closer than this many background standard deviations mean "no objects".
+MIN_SEPARATION = 3.0
+#: merge two pieces only if neck half-width >= this x the thinner piece's inscribed radius ...
+NECK_RATIO = 0.9
+#: ... and the LoG response between them stays above this fraction of the lower LoG peak ...
+SADDLE_RATIO = 0.6
+#: ... and the intensity dip between them is below this fraction of the object contrast.
+SEAM_DIP = 0.15
+#: declumping runs at a resolution where the typical nucleus is this many pixels wide (or more).
+WORKING_DIAMETER = 12.0
+
+
+# --------------------------------------------------------------------------------------------- threshold
+def _histogram(image: Any, bins: int) -> tuple[Any, Any] | None:
+    xp, _ = modules_for(image)
+    data = xp.asarray(image, dtype=xp.float64).ravel()
+    low, high = float(data.min()), float(data.max())
+    if not high > low:
+        return None
+    hist, edges = xp.histogram(data, bins=bins, range=(low, high))
+    return hist.astype(xp.float64), (edges[:-1] + edges[1:]) / 2.0
+
+
+def _otsu_index(xp: Any, hist: Any, centres: Any) -> int:
+    weight_low = xp.cumsum(hist)
+    weight_high = weight_low[-1] - weight_low
+    cum_mass = xp.cumsum(hist * centres)
+    mean_low = cum_mass / xp.maximum(weight_low, 1.0)
+    mean_high = (cum_mass[-1] - cum_mass) / xp.maximum(weight_high, 1.0)
+    between = weight_low * weight_high * (mean_low - mean_high) ** 2
+    return int(xp.argmax(between[:-1]))
+
+
+def otsu_threshold(image: Any, bins: int = 1024) -> float:
+    """Otsu's threshold of an image (numpy or cupy), from a ``bins``-bin histogram over its range.
+
+    Pixels ``> threshold`` are foreground. Written with array operations only (histogram, cumulative
+    sums, argmax) so it runs on the device that holds the image.
+    """
+    xp, _ = modules_for(image)
+    histogram = _histogram(image, bins)
+    if histogram is None:
+        return float(xp.asarray(image).ravel()[0])
+    hist, centres = histogram
+    return float(centres[_otsu_index(xp, hist, centres)])
+
+
+def _otsu_with_separation(image: Any, bins: int = 1024) -> tuple[float, float]:
+    """Otsu threshold and (mean above - mean below) / std below, both from one histogram."""
+    xp, _ = modules_for(image)
+    histogram = _histogram(image, bins)
+    if histogram is None:
+        return float(xp.asarray(image).ravel()[0]), 0.0
+    hist, centres = histogram
+    index = _otsu_index(xp, hist, centres)
+    low_w, high_w = float(hist[: index + 1].sum()), float(hist[index + 1 :].sum())
+    if low_w == 0 or high_w == 0:
+        return float(centres[index]), 0.0
+    low_mean = float((hist[: index + 1] * centres[: index + 1]).sum()) / low_w
+    high_mean = float((hist[index + 1 :] * centres[index + 1 :]).sum()) / high_w
+    low_var = float((hist[: index + 1] * (centres[: index + 1] - low_mean) ** 2).sum()) / low_w
+    bin_width = float(centres[1] - centres[0]) if centres.size > 1 else 0.0
+    low_std = max(low_var, bin_width**2 / 12.0) ** 0.5
+    return float(centres[index]), (high_mean - low_mean) / low_std if low_std > 0 else float("inf")
+
+
+# ---------------------------------------------------------------------------------------------- diameter
+def estimate_diameter(mask: Any) -> float | None:
+    """Typical object diameter (pixels) of a binary mask: 2 x area-weighted median inscribed radius.
+
+    None when the mask is empty. See the module docstring for why inscribed radii and not equivalent
+    diameters.
+    """
+    xp, ndi = modules_for(mask)
+    labels, count = ndi.label(mask)
+    count = int(count)
+    if count == 0:
+        return None
+    distance = ndi.distance_transform_edt(mask)
+    index = xp.arange(1, count + 1)
+    radii = xp.asarray(ndi.maximum(distance, labels, index), dtype=xp.float64)
+    areas = xp.bincount(labels.ravel(), minlength=count + 1)[1:].astype(xp.float64)
+    order = xp.argsort(radii)
+    cumulative = xp.cumsum(areas[order])
+    median_at = int(xp.searchsorted(cumulative, cumulative[-1] / 2.0))
+    return 2.0 * float(radii[order][median_at])
+
+
+def _typical_diameter(mask: Any) -> float | None:
+    """:func:`estimate_diameter`, on a block-averaged mask for large images when that is exact enough."""
+    coarse = max(1, max(mask.shape) // 512)
+    if coarse > 1:
+        small = block_mean(mask, coarse) >= 0.5
+        estimate = estimate_diameter(small)
+        if estimate is None:
+            return None
+        if estimate >= WORKING_DIAMETER:
+            return estimate * coarse
+    return estimate_diameter(mask)
+
+
+# ------------------------------------------------------------------------------------------- declumping
+def _seed_fields(work: Any, mask: Any, radius: float) -> dict[str, Any]:
+    """Seeds (labelled LoG maxima) and the fields the merge step needs, computed with xp/ndi."""
+    xp, ndi = modules_for(work)
+    sigma = max(1.0, radius / 2.0)
+    response = -ndi.gaussian_laplace(work, sigma=sigma, mode="reflect") * (sigma * sigma)
+    window = max(3, int(round(1.2 * radius)) | 1)
+    local_max = ndi.maximum_filter(response, size=window, mode="reflect")
+    peaks = (response == local_max) & mask
+    markers, _ = ndi.label(peaks, structure=xp.ones((3, 3), dtype=bool))
+    distance = ndi.distance_transform_edt(mask)
+    smooth = ndi.gaussian_filter(work, sigma=max(1.0, radius / 4.0), mode="reflect")
+    return {"markers": markers, "response": response, "distance": distance, "smooth": smooth}
+
+
+def _adjacent_pairs(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """All 4-neighbour pixel pairs in two different objects: (label_a, label_b, index_a, index_b).
+
+    Ordered so that ``label_a < label_b``; indices are flat pixel indices of each side.
+    """
+    flat_index = np.arange(labels.size).reshape(labels.shape)
+    parts: list[tuple[np.ndarray, ...]] = []
+    for first, second, first_idx, second_idx in (
+        (labels[:, :-1], labels[:, 1:], flat_index[:, :-1], flat_index[:, 1:]),
+        (labels[:-1, :], labels[1:, :], flat_index[:-1, :], flat_index[1:, :]),
+    ):
+        border = (first != second) & (first > 0) & (second > 0)
+        parts.append((first[border], second[border], first_idx[border], second_idx[border]))
+    la, lb, ia, ib = (np.concatenate([p[k] for p in parts]) for k in range(4))
+    swap = la > lb
+    la, lb = np.where(swap, lb, la), np.where(swap, la, lb)
+    ia, ib = np.where(swap, ib, ia), np.where(swap, ia, ib)
+    return la, lb, ia, ib
+
+
+def _pass_and_peak(
+    labels: np.ndarray, field: np.ndarray, inverse: np.ndarray, ia: np.ndarray, ib: np.ndarray, n_pairs: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per pair: highest point of ``field`` on the common border (the pass); per label: its peak."""
+    flat = field.ravel()
+    saddle = np.full(n_pairs, -np.inf)
+    np.maximum.at(saddle, inverse, np.minimum(flat[ia], flat[ib]))
+    peak = np.full(int(labels.max()) + 1, -np.inf)
+    np.maximum.at(peak, labels.ravel(), flat)
+    return saddle, peak
+
+
+def _merge_oversplit(labels: np.ndarray, fields: dict[str, np.ndarray], level: float) -> np.ndarray:
+    """Merge touching pieces that show no waist, no LoG valley and no dark seam (module docstring, 6).
+
+    Vectorised over all touching pairs (``np.maximum.at``); only the union-find over the pairs to merge
+    is a Python loop.
+    """
+    count = int(labels.max())
+    if count < 2:
+        return labels
+    la, lb, ia, ib = _adjacent_pairs(labels)
+    if la.size == 0:
+        return labels
+    pairs, inverse = np.unique(la.astype(np.int64) * (count + 1) + lb, return_inverse=True)
+    pa, pb = pairs // (count + 1), pairs % (count + 1)
+    neck, radius = _pass_and_peak(labels, fields["distance"], inverse, ia, ib, pairs.size)
+    log_pass, log_peak = _pass_and_peak(labels, fields["response"], inverse, ia, ib, pairs.size)
+    seam, bright = _pass_and_peak(labels, fields["smooth"], inverse, ia, ib, pairs.size)
+
+    no_waist = neck >= NECK_RATIO * np.minimum(radius[pa], radius[pb])
+    no_valley = log_pass > SADDLE_RATIO * np.minimum(log_peak[pa], log_peak[pb])
+    lower = np.minimum(bright[pa], bright[pb])
+    no_seam = (lower - seam) < SEAM_DIP * np.maximum(lower - level, 1e-6)
+    merge = no_waist & no_valley & no_seam
+    if not merge.any():
+        return labels
+    parent = np.arange(count + 1)
+
+    def find(node: int) -> int:
+        while parent[node] != node:
+            parent[node] = parent[parent[node]]
+            node = parent[node]
+        return node
+
+    for a, b in zip(pa[merge].tolist(), pb[merge].tolist(), strict=True):
+        root_a, root_b = find(a), find(b)
+        if root_a != root_b:
+            parent[max(root_a, root_b)] = min(root_a, root_b)
+    roots = np.array([find(node) for node in range(count + 1)])
+    return roots[labels]
+
+
+def _seed_unseeded(mask: np.ndarray, markers: np.ndarray) -> np.ndarray:
+    """Give every mask component without a marker its own marker (so no object is lost by flooding)."""
+    import scipy.ndimage as sndi
+
+    components, count = sndi.label(mask)
+    seeded = np.zeros(int(count) + 1, dtype=bool)
+    seeded[components[markers > 0]] = True
+    unseeded = ~seeded[components] & mask
+    if unseeded.any():
+        markers = markers.copy()
+        markers[unseeded] = components[unseeded] + int(markers.max())
+    return markers
+
+
+def _declump(work: Any, work_mask: Any, radius: float, level: float) -> tuple[np.ndarray, np.ndarray]:
+    """Labels (host) of touching nuclei split at working resolution, and the watershed landscape."""
+    from skimage.segmentation import watershed
+
+    fields = {key: to_numpy(value) for key, value in _seed_fields(work, work_mask, radius).items()}
+    host_mask = to_numpy(work_mask)
+    markers = _seed_unseeded(host_mask, fields["markers"].astype(np.int32))
+    landscape = -fields["response"].astype(np.float32)
+    labels = watershed(landscape, markers, mask=host_mask)
+    return _merge_oversplit(labels, fields, level), landscape
+
+
+def _interior(labels: np.ndarray) -> np.ndarray:
+    """Labels with every pixel that touches another label or background (4-neighbours) cleared."""
+    padded = np.pad(labels, 1, mode="edge")
+    same = (
+        (padded[:-2, 1:-1] == labels)
+        & (padded[2:, 1:-1] == labels)
+        & (padded[1:-1, :-2] == labels)
+        & (padded[1:-1, 2:] == labels)
+    )
+    return np.where(same, labels, 0)
+
+
+def _to_full_resolution(labels: np.ndarray, landscape: np.ndarray, mask: np.ndarray, factor: int) -> np.ndarray:
+    """Redraw working-resolution labels on the full-resolution mask (second, seeded watershed)."""
+    from skimage.segmentation import watershed
+
+    rows = np.arange(mask.shape[0]) // factor
+    cols = np.arange(mask.shape[1]) // factor
+    markers = _interior(labels)[rows[:, None], cols[None, :]] * mask
+    markers = _seed_unseeded(mask, markers.astype(np.int32))
+    full_landscape = np.asarray(upsample(landscape, factor, mask.shape))
+    return watershed(full_landscape, markers, mask=mask)
+
+
+# ------------------------------------------------------------------------------------------------ planes
+def _segment_plane(
+    plane: Any,
+    diameter: float | None,
+    threshold: str | float,
+    threshold_scale: float,
+    split_touching: bool,
+    min_area: float | None,
+    max_area: float | None,
+) -> np.ndarray:
+    """Labels (host int32) of one 2D plane; see the module docstring for the steps."""
+    xp, ndi = modules_for(plane)
+    empty = np.zeros(plane.shape, dtype=np.int32)
+    smoothed = ndi.gaussian_filter(plane, sigma=1.0, mode="reflect")
+    if isinstance(threshold, str):
+        level, separation = _otsu_with_separation(smoothed)
+        if separation < MIN_SEPARATION:
+            return empty
+        level *= threshold_scale
+    else:
+        level = float(threshold) * threshold_scale
+    mask = ndi.binary_fill_holes(smoothed > level)
+    components, count = ndi.label(mask)
+    if int(count) == 0:
+        return empty
+    areas = xp.bincount(components.ravel(), minlength=int(count) + 1)
+    keep = areas >= SPECK_AREA
+    keep[0] = False
+    mask = keep[components]
+    size = float(diameter) if diameter is not None else _typical_diameter(mask)
+    if size is None:
+        return empty
+
+    host_mask = to_numpy(mask)
+    if split_touching:
+        factor = max(1, int(size // WORKING_DIAMETER))
+        if factor == 1:
+            labels, _ = _declump(plane, mask, size / 2.0, level)
+        else:
+            work = block_mean(plane, factor)
+            work_mask = ndi.binary_fill_holes(block_mean(mask, factor) >= 0.5)
+            work_labels, landscape = _declump(work, work_mask, size / factor / 2.0, level)
+            labels = _to_full_resolution(work_labels, landscape, host_mask, factor)
+    else:
+        import scipy.ndimage as sndi
+
+        labels, _ = sndi.label(host_mask)
+
+    lower = np.pi * (size / 2.0) ** 2 / 8.0 if min_area is None else float(min_area)
+    areas = np.bincount(labels.ravel())
+    keep = areas >= lower
+    if max_area is not None:
+        keep &= areas <= float(max_area)
+    keep[0] = False
+    new_ids = np.zeros(areas.size, dtype=np.int32)
+    new_ids[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.int32)
+    return new_ids[labels]
+
+
+def segment_nuclei(
+    stack: Any,
+    diameter: float | None = None,
+    threshold: str | float = "otsu",
+    threshold_scale: float = 1.0,
+    split_touching: bool = True,
+    min_area: float | None = None,
+    max_area: float | None = None,
+) -> Any:
+    """Label the nuclei in every plane of a ``(n, y, x)`` stack; returns int32 labels of the same shape.
+
+    Labels are numbered 1..k independently in each plane (0 is background). ``diameter`` is the typical
+    nucleus diameter in pixels (its minor axis for elongated nuclei; estimated per plane when None);
+    ``threshold`` is ``"otsu"`` or a fixed intensity; ``threshold_scale`` multiplies it (>1 is
+    stricter); ``split_touching`` turns declumping on/off; ``min_area``/``max_area`` (pixels) filter the
+    final objects. Run flat-field and background correction first for uneven images: the threshold is
+    global.
+    """
+    require_stack(stack)
+    if isinstance(threshold, str) and threshold != "otsu":
+        raise ValueError(f"unknown threshold method {threshold!r}; use 'otsu' or a number")
+    if threshold_scale <= 0:
+        raise ValueError(f"threshold_scale must be > 0, got {threshold_scale}")
+    if diameter is not None and diameter <= 0:
+        raise ValueError(f"diameter must be > 0 pixels, got {diameter}")
+    data = as_float32(stack)
+    planes = [
+        _segment_plane(data[i], diameter, threshold, threshold_scale, split_touching, min_area, max_area)
+        for i in range(data.shape[0])
+    ]
+    labels = np.stack(planes).astype(np.int32) if planes else np.zeros(data.shape, dtype=np.int32)
+    return to_memory(labels, memory_type_of(stack))
+
+
+def count_objects(labels: Any) -> int:
+    """Number of objects in a label image or stack: distinct non-zero labels, summed over planes.
+
+    Planes are counted separately because :func:`segment_nuclei` numbers each plane from 1.
+    """
+    xp, _ = modules_for(labels)
+    if labels.ndim == 2:
+        labels = labels[None]
+    total = 0
+    for plane in labels:
+        values = xp.unique(plane)
+        total += int((values != 0).sum())
+    return total
