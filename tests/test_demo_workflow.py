@@ -11,7 +11,7 @@ from openhcs_rules.formats.registry import discover_plate, read_plane
 
 pytestmark = pytest.mark.workflow
 
-DEMO = {"wells": ["B02", "C03"], "sites": 2, "channels": 2, "z_planes": 3, "size": 384, "seed": 3}
+DEMO = {"wells": ["B02", "C03"], "sites": 2, "channels": 2, "z_planes": 3, "size": 512, "seed": 3}
 
 
 def _rows(path):

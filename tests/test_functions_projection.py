@@ -54,3 +54,17 @@ def test_unknown_method_names_the_allowed_ones() -> None:
 def test_rejects_2d_input() -> None:
     with pytest.raises(ValueError, match=r"3D array \(n, y, x\)"):
         project_z(STACK[0])
+
+
+def test_best_focus_picks_the_sharpest_plane_even_when_blurred_planes_are_brighter():
+    from scipy import ndimage
+
+    rng = np.random.default_rng(5)
+    sharp = np.zeros((64, 64), np.float32)
+    sharp[rng.integers(4, 60, 30), rng.integers(4, 60, 30)] = 1000.0
+    sharp = ndimage.gaussian_filter(sharp, 1.0) + 10
+    blurred = ndimage.gaussian_filter(sharp, 4.0) * 3  # brighter but out of focus
+    stack = np.stack([blurred, sharp, ndimage.gaussian_filter(sharp, 2.0)])
+    out = project_z(stack, "best_focus")
+    assert out.shape == (1, 64, 64)
+    np.testing.assert_array_equal(out[0], sharp)

@@ -11,7 +11,7 @@ BUNDLED = Path(__file__).resolve().parents[1] / "config" / "pipelines" / "nuclei
 def test_bundled_pipeline_file_is_canonical_text():
     text = BUNDLED.read_text()
     pipeline = parse_pipeline(text)
-    assert [s.label for s in pipeline.steps][:3] == ["flatfield", "background", "max_projection"]
+    assert [s.label for s in pipeline.steps][:3] == ["flatfield", "background", "best_focus"]
     assert pipeline_to_code(pipeline) == text
 
 

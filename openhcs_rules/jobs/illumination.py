@@ -42,8 +42,12 @@ def _readable(plate: PlateStructure, images: list[ImageStructure], read_plane: A
             log.warning("skipped for the flat field: %s", exc)
 
 
+#: fewer images than this per channel give no reliable flat field (objects do not average out)
+MIN_IMAGES_FOR_FLAT_FIELD = 8
+
+
 def estimate_plate_illumination(
-    plate: PlateStructure, out_npz: str | Path, max_images: int = 64
+    plate: PlateStructure, out_npz: str | Path, max_images: int = 64, min_images: int = MIN_IMAGES_FOR_FLAT_FIELD
 ) -> dict[int, np.ndarray]:
     """Estimate and save ``{channel: profile}`` (profiles have mean 1) as an .npz keyed ``channel_<n>``."""
     from openhcs_rules.formats.registry import read_plane
@@ -59,6 +63,18 @@ def estimate_plate_illumination(
                 f"channel {channel}: none of the {len(images)} sampled images could be read; "
                 "see the warnings above for each file"
             )
+        if len(planes) < min_images:
+            # the per-pixel median of a few images still holds their nuclei: dividing by it would dim
+            # dense regions and brighten sparse ones, worse than no correction at all
+            log.warning(
+                "channel %d: only %d image(s) on this plate, fewer than the %d a flat field needs; "
+                "flat-field correction is a no-op for this channel",
+                channel,
+                len(planes),
+                min_images,
+            )
+            profiles[channel] = np.ones(planes[0].shape, dtype=np.float32)
+            continue
         profiles[channel] = np.asarray(estimate_illumination(planes), dtype=np.float32)
     buffer = io.BytesIO()
     np.savez(buffer, **{f"channel_{c}": p for c, p in profiles.items()})
