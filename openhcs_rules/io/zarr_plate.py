@@ -58,25 +58,34 @@ def _chunks(shape: tuple[int, ...]) -> tuple[int, ...]:
     return (1,) * (len(shape) - 2) + (min(shape[-2], 1024), min(shape[-1], 1024))
 
 
+def open_well_group(folder: str | Path) -> Any:
+    """A new zarr v3 group for one well's fields (the caller makes the folder's appearance atomic)."""
+    import zarr
+
+    return zarr.open_group(store=str(folder), mode="w", zarr_format=3)
+
+
+def write_field(root: Any, index: int, data: FieldData, pyramid_levels: int = 3) -> None:
+    """Write one field's image pyramid (and label pyramid) as ``<index>/<level>`` arrays of ``root``."""
+    group = root.create_group(str(index))
+    for level, array in enumerate(_pyramid(data.image.astype(np.float32, copy=False), pyramid_levels, False)):
+        group.create_array(str(level), data=array, chunks=_chunks(array.shape))
+    if data.labels is not None:
+        labels = data.labels.astype(np.int32, copy=False)[:, None]  # (t, 1, z, y, x)
+        label_group = group.create_group("labels").create_group(LABEL_NAME)
+        for level, array in enumerate(_pyramid(labels, pyramid_levels, True)):
+            label_group.create_array(str(level), data=array, chunks=_chunks(array.shape))
+
+
 def write_well_images(out_dir: str | Path, fields: dict[int, FieldData], pyramid_levels: int = 3) -> None:
     """Write one well's fields as zarr v3 arrays ``<field>/<level>`` (and ``<field>/labels/nuclei/<level>``).
 
     Atomic: written under a temporary name and renamed, so a killed job leaves nothing that looks done.
     """
-    import zarr
-
     with atomic_path(out_dir) as tmp:
-        root = zarr.open_group(store=str(tmp), mode="w", zarr_format=3)
+        root = open_well_group(tmp)
         for index in sorted(fields):
-            data = fields[index]
-            group = root.create_group(str(index))
-            for level, array in enumerate(_pyramid(data.image.astype(np.float32, copy=False), pyramid_levels, False)):
-                group.create_array(str(level), data=array, chunks=_chunks(array.shape))
-            if data.labels is not None:
-                labels = data.labels.astype(np.int32, copy=False)[:, None]  # (t, 1, z, y, x)
-                label_group = group.create_group("labels").create_group(LABEL_NAME)
-                for level, array in enumerate(_pyramid(labels, pyramid_levels, True)):
-                    label_group.create_array(str(level), data=array, chunks=_chunks(array.shape))
+            write_field(root, index, fields[index], pyramid_levels)
 
 
 def _link_tree(source: Path, target: Path) -> None:
@@ -205,8 +214,9 @@ def _write_field_metadata(
     add_metadata: Any,
     write_label_metadata: Any,
 ) -> None:
-    full = group["0"]
-    sample = np.asarray(full[0, :, full.shape[2] // 2])  # (c, y, x) middle plane for display windows
+    levels = sorted((k for k in group.array_keys() if k.isdigit()), key=int)
+    coarse = group[levels[-1]]  # display windows from the smallest level: same percentiles, 1/16 the pixels
+    sample = np.asarray(coarse[0, :, coarse.shape[2] // 2])  # (c, y, x) middle plane
     windows = [(float(np.percentile(p, 0.5)), float(np.percentile(p, 99.8))) for p in sample]
     write_multiscales_metadata(
         group, _datasets(group, pixel, z_step), axes=_AXES, name=f"{plate.name} {well} field {field}"

@@ -12,12 +12,14 @@ import io
 import json
 import logging
 import time
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from openhcs_rules.io.atomic import atomic_write_bytes, atomic_write_text
+from openhcs_rules.io.atomic import atomic_path, atomic_write_bytes, atomic_write_text
 from openhcs_rules.pipeline.executor import PlaneKey, RunContext, WellResult, run_pipeline
 from openhcs_rules.pipeline.memory import resolve_memory_type
 from openhcs_rules.pipeline.model import Pipeline
@@ -41,21 +43,89 @@ def _stacks_sites(pipeline: Pipeline) -> bool:
     return any("site" in step.variable_components for step in pipeline.steps)
 
 
-def run_well(plate: PlateStructure, well_name: str, pipeline: Pipeline, context: RunContext) -> WellResult:
-    """Run the pipeline over a well, site by site where the pipeline allows."""
+def iter_site_results(
+    plate: PlateStructure, well_name: str, pipeline: Pipeline, context: RunContext
+) -> Iterator[WellResult]:
+    """Yield the pipeline's result site by site (or once for the well when a step stacks over sites).
+
+    The next site's planes are read in a background thread while the current site computes, so file
+    reads (which release the GIL) overlap the processing instead of adding to it.
+    """
     if well_name not in plate.wells:
         known = ", ".join(plate.well_names)
         raise KeyError(f"well {well_name} is not in plate {plate.name} (wells: {known}); rerun discovery")
     well = plate.wells[well_name]
     if _stacks_sites(pipeline):
-        return run_pipeline(pipeline, read_well_planes(plate, well), context)
+        yield run_pipeline(pipeline, read_well_planes(plate, well), context)
+        return
+    sites = well.sites
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch") as pool:
+        pending = pool.submit(read_well_planes, plate, well, sites[0])
+        for index in range(len(sites)):
+            planes = pending.result()
+            if index + 1 < len(sites):
+                pending = pool.submit(read_well_planes, plate, well, sites[index + 1])
+            yield run_pipeline(pipeline, planes, context)
+
+
+def run_well(plate: PlateStructure, well_name: str, pipeline: Pipeline, context: RunContext) -> WellResult:
+    """Run the pipeline over a whole well and keep every result in memory (for callers that want it all)."""
     merged = WellResult(images={})
-    for site in well.sites:
-        part = run_pipeline(pipeline, read_well_planes(plate, well, site), context)
+    for part in iter_site_results(plate, well_name, pipeline, context):
         merged.images.update(part.images)
         merged.labels.update(part.labels)
         merged.objects.extend(part.objects)
     return merged
+
+
+class WellImageSink:
+    """Writes each site's images as soon as it is computed, in a background thread, into one atomic folder.
+
+    Compression and file writes overlap the next site's processing; the folder only appears under its
+    final name (``images.zarr`` or ``images``) once every site is written, so a killed job leaves nothing
+    that looks complete.
+    """
+
+    def __init__(self, folder: str | Path, backend: str, well_name: str, pyramid_levels: int = 3) -> None:
+        self.folder, self.backend, self.well_name, self.levels = Path(folder), backend, well_name, pyramid_levels
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="writer")
+        self._futures: list[Future[None]] = []
+
+    def __enter__(self) -> WellImageSink:
+        self._atomic = atomic_path(self.folder)
+        self._tmp = self._atomic.__enter__()
+        if self.backend == "zarr":
+            from openhcs_rules.io.zarr_plate import open_well_group
+
+            self._root = open_well_group(self._tmp)
+        else:
+            self._tmp.mkdir()
+        return self
+
+    def submit(self, result: WellResult) -> None:
+        if self.backend == "zarr":
+            from openhcs_rules.io.zarr_plate import FieldData, write_field
+
+            for site, (image, labels) in _field_arrays(result).items():
+                job = self._pool.submit(write_field, self._root, site - 1, FieldData(image, labels), self.levels)
+                self._futures.append(job)
+        else:
+            self._futures.append(self._pool.submit(_write_tiffs, result, self._tmp, self.well_name))
+
+    def __exit__(self, kind: Any, error: Any, trace: Any) -> None:
+        self._pool.shutdown(wait=True)
+        failure = error
+        if failure is None:
+            for job in self._futures:
+                if job.exception() is not None:
+                    failure = job.exception()
+                    break
+        if failure is None:
+            self._atomic.__exit__(None, None, None)
+        else:
+            self._atomic.__exit__(type(failure), failure, failure.__traceback__)
+            if error is None:
+                raise failure
 
 
 def _field_arrays(result: WellResult) -> dict[int, tuple[np.ndarray, np.ndarray | None]]:
@@ -94,34 +164,37 @@ def write_well_outputs(
     pyramid_levels: int = 3,
     elapsed_s: float | None = None,
 ) -> dict[str, Any]:
-    """Write images (zarr or TIFF), ``objects.csv`` and finally ``summary.json``; return the summary."""
+    """Write a whole well's images (zarr or TIFF), ``objects.csv`` and finally ``summary.json``."""
     out = Path(out_dir)
-    if backend == "zarr":
-        from openhcs_rules.io.zarr_plate import FieldData, write_well_images
+    with WellImageSink(out / _IMAGE_FOLDERS[backend], backend, well_name, pyramid_levels) as sink:
+        sink.submit(result)
+    return write_tables(result.objects, plate, well_name, out, elapsed_s)
 
-        fields = {site - 1: FieldData(img, lab) for site, (img, lab) in _field_arrays(result).items()}
-        write_well_images(out / "images.zarr", fields, pyramid_levels)
-    else:
-        _write_tiffs(result, out / "images", well_name)
-    write_objects_csv(result.objects, out / "objects.csv", plate.name, well_name)
-    summary = summarise_well(result, plate, well_name, elapsed_s)
+
+_IMAGE_FOLDERS = {"zarr": "images.zarr", "disk": "images"}
+
+
+def write_tables(
+    objects: list[dict[str, Any]], plate: PlateStructure, well_name: str, out: Path, elapsed_s: float | None
+) -> dict[str, Any]:
+    """``objects.csv`` then ``summary.json`` (last: its presence means the well is complete)."""
+    write_objects_csv(objects, out / "objects.csv", plate.name, well_name)
+    summary = summarise_well(objects, plate, well_name, elapsed_s)
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=1))
     return summary
 
 
 def _write_tiffs(result: WellResult, folder: Path, well_name: str) -> None:
-    from openhcs_rules.io.atomic import atomic_path
+    """One TIFF per processed plane (and per label image) with canonical virtual names."""
     from openhcs_rules.io.disk import DiskBackend
     from openhcs_rules.plate.naming import virtual_filename
 
     disk = DiskBackend()
-    with atomic_path(folder) as tmp:
-        tmp.mkdir()
-        for (site, channel, z, t), plane in sorted(result.images.items()):
-            disk.save_image(plane, str(tmp / virtual_filename(well_name, site, channel, z, t)))
-        for (site, z, t), labels in sorted(result.labels.items()):
-            name = virtual_filename(well_name, site, 1, z, t).replace("_w1_", "_labels_")
-            disk.save_image(labels, str(tmp / name))
+    for (site, channel, z, t), plane in sorted(result.images.items()):
+        disk.save_image(plane, str(folder / virtual_filename(well_name, site, channel, z, t)))
+    for (site, z, t), labels in sorted(result.labels.items()):
+        name = virtual_filename(well_name, site, 1, z, t).replace("_w1_", "_labels_")
+        disk.save_image(labels, str(folder / name))
 
 
 OBJECT_COLUMNS = ("plate", "well", "site", "z", "t", "label", "area_px", "centroid_y", "centroid_x")
@@ -139,23 +212,23 @@ def write_objects_csv(objects: list[dict[str, Any]], path: str | Path, plate: st
 
 
 def summarise_well(
-    result: WellResult, plate: PlateStructure, well_name: str, elapsed_s: float | None
+    objects: list[dict[str, Any]], plate: PlateStructure, well_name: str, elapsed_s: float | None
 ) -> dict[str, Any]:
     sites = plate.wells[well_name].sites
     per_site: dict[int, int] = {s: 0 for s in sites}
-    for row in result.objects:
+    for row in objects:
         per_site[row["site"]] = per_site.get(row["site"], 0) + 1
-    intensity_keys = sorted({k for row in result.objects for k in row if k.startswith("mean_intensity_")})
-    areas = [row["area_px"] for row in result.objects]
+    intensity_keys = sorted({k for row in objects for k in row if k.startswith("mean_intensity_")})
+    areas = [row["area_px"] for row in objects]
     return {
         "plate": plate.name,
         "well": well_name,
         "n_sites": len(sites),
         "missing_sites": plate.missing_sites().get(well_name, []),
-        "n_objects": len(result.objects),
+        "n_objects": len(objects),
         "objects_per_site": {str(s): n for s, n in sorted(per_site.items())},
         "mean_area_px": float(np.mean(areas)) if areas else None,
-        **{key: float(np.mean([row[key] for row in result.objects])) for key in intensity_keys},
+        **{key: float(np.mean([row[key] for row in objects])) for key in intensity_keys},
         "elapsed_s": elapsed_s,
     }
 
@@ -189,8 +262,13 @@ def process_well(
         illumination=load_illumination(illumination_npz) if illumination_npz else {},
         nuclei_channel=nuclei_channel,
     )
-    result = run_well(plate, well, pipeline, context)
+    out = Path(out_dir)
+    objects: list[dict[str, Any]] = []
+    with WellImageSink(out / _IMAGE_FOLDERS[backend], backend, well, pyramid_levels) as sink:
+        for part in iter_site_results(plate, well, pipeline, context):
+            sink.submit(part)  # written in the background while the next site computes
+            objects.extend(part.objects)
     elapsed = time.perf_counter() - start
-    summary = write_well_outputs(result, plate, well, out_dir, backend, pyramid_levels, elapsed)
+    summary = write_tables(objects, plate, well, out, elapsed)
     log.info("%s %s: %d objects in %.2f s on %s", plate.name, well, summary["n_objects"], elapsed, memory_type)
     return summary
