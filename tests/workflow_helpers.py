@@ -21,10 +21,8 @@ def write_config(folder: Path, config: dict) -> Path:
     return path
 
 
-def snakemake(folder: Path, configfile: Path, *extra: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    """``python -m snakemake`` in ``folder`` with the repository's Snakefile; returns the finished process."""
-    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    command = [
+def snakemake_command(folder: Path, configfile: Path, *extra: str) -> list[str]:
+    return [
         sys.executable,
         "-m",
         "snakemake",
@@ -38,4 +36,22 @@ def snakemake(folder: Path, configfile: Path, *extra: str, timeout: int = 600) -
         "2",
         *extra,
     ]
-    return subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def snakemake_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    """The test's environment with the working tree first on PYTHONPATH (jobs import the code under test)."""
+    return dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""), **(env or {}))
+
+
+def snakemake(
+    folder: Path, configfile: Path, *extra: str, timeout: int = 600, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """``python -m snakemake`` in ``folder`` with the repository's Snakefile; returns the finished process."""
+    return subprocess.run(
+        snakemake_command(folder, configfile, *extra),
+        cwd=folder,
+        env=snakemake_env(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

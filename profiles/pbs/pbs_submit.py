@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Submit one Snakemake job script to PBS Pro / OpenPBS (or Torque) and print the job id.
 
-Called by snakemake-executor-plugin-cluster-generic with the job's resources and, last, the job script.
-Standard library only: it runs on the login node with whatever python3 is there.
+Called by snakemake-executor-plugin-cluster-generic with the job script as its only argument: the job's
+name, threads and resources come from the `# properties = {...}` line Snakemake writes into every job
+script (the profile names this script alone, so Snakemake resolves it inside the profile folder from any
+working directory). Standard library only: it runs on the login node with whatever python3 is there.
 
 Dialects (environment variable OPENHCS_PBS_DIALECT):
   pro    (default) PBS Pro / OpenPBS: -l select=1:ncpus=N:mem=Mmb[:ngpus=G] -l walltime=HH:MM:SS
@@ -13,6 +15,7 @@ OPENHCS_PBS_QUEUE and OPENHCS_PBS_ACCOUNT add -q and -A when set.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -56,23 +59,31 @@ def qsub_command(
     return command + [jobscript]
 
 
+def job_properties(jobscript: str) -> dict:
+    """The JSON properties Snakemake embeds in a job script (rule or group, threads, resources)."""
+    with open(jobscript) as handle:
+        for line in handle:
+            if line.startswith("# properties = "):
+                return json.loads(line[len("# properties = ") :])
+    raise ValueError(f"{jobscript} has no '# properties = ' line: is it a Snakemake job script?")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--name", required=True)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--mem-mb", type=int, default=2000)
-    parser.add_argument("--runtime", type=int, default=30)
-    parser.add_argument("--gpus", type=int, default=0)
     parser.add_argument("--logs", default="logs/pbs")
     parser.add_argument("jobscript")
     args = parser.parse_args(argv)
+    props = job_properties(args.jobscript)
+    resources = props.get("resources", {})
+    label = props.get("rule") or props.get("groupid") or "group"
+    name = f"smk.{label}.{props.get('jobid', '')}".rstrip(".")
     os.makedirs(args.logs, exist_ok=True)
     command = qsub_command(
-        args.name,
-        args.threads,
-        args.mem_mb,
-        args.runtime,
-        args.gpus,
+        name,
+        props.get("threads") or resources.get("_cores") or 1,
+        resources.get("mem_mb") or 2000,
+        resources.get("runtime") or 30,
+        resources.get("gpu") or 0,
         args.logs,
         args.jobscript,
         os.environ.get("OPENHCS_PBS_DIALECT", "pro"),
