@@ -136,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="openhcs-rules", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
-    formats = ["auto", "imagexpress", "opera_phenix", "ome_zarr"]
+    formats = ["auto", "imagexpress", "opera_phenix", "ome_zarr", "omero"]
 
     p = sub.add_parser("inspect", help="print a plate's format, wells, sites, channels, z and timepoints")
     p.add_argument("path")
@@ -196,6 +196,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("pipeline", help="parse a pipeline file (never executing it) and print its canonical form")
     p.add_argument("file")
     p.set_defaults(func=_cmd_pipeline)
+    from openhcs_rules.omero_cli import add_omero_parser
+
+    add_omero_parser(sub)
     return parser
 
 

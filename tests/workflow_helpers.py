@@ -40,7 +40,10 @@ def snakemake_command(folder: Path, configfile: Path, *extra: str) -> list[str]:
 
 def snakemake_env(env: dict[str, str] | None = None) -> dict[str, str]:
     """The test's environment with the working tree first on PYTHONPATH (jobs import the code under test)."""
-    return dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""), **(env or {}))
+    merged = dict(os.environ)
+    merged.update(env or {})
+    merged["PYTHONPATH"] = str(REPO) + os.pathsep + merged.get("PYTHONPATH", "")
+    return merged
 
 
 def snakemake(

@@ -100,6 +100,10 @@ def validate_screen_config(config: dict[str, Any], schema_path: str | Path | Non
     for name, plate in data["plates"].items():
         if plate["source"] == "disk" and not plate.get("path"):
             raise ConfigError(f"plates.{name}: a disk plate needs 'path' (the plate folder).")
+        if plate["source"] == "omero":
+            if not plate.get("plate_id"):
+                raise ConfigError(f"plates.{name}: an OMERO plate needs 'plate_id' (the plate's id on the server).")
+            plate["format"] = "omero"
     return data
 
 

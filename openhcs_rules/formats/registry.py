@@ -16,6 +16,7 @@ from openhcs_rules.errors import FormatError
 from openhcs_rules.formats.base import FormatHandler
 from openhcs_rules.formats.imagexpress import ImageXpressHandler
 from openhcs_rules.formats.ome_zarr import OmeZarrHandler
+from openhcs_rules.formats.omero import OmeroFormatHandler
 from openhcs_rules.formats.opera_phenix import OperaPhenixHandler
 from openhcs_rules.plate.model import ImageStructure, PlateStructure
 
@@ -93,6 +94,7 @@ def read_plane(plate: PlateStructure, image: ImageStructure) -> np.ndarray:
     return handler_for(plate.format).read_plane(plate, image)
 
 
-register_handler(OmeZarrHandler)  # most specific: a .zarr with plate metadata
+register_handler(OmeroFormatHandler)  # omero:// plate URLs only; imports no omero-py until used
+register_handler(OmeZarrHandler)  # most specific folder format: a .zarr with plate metadata
 register_handler(OperaPhenixHandler)
 register_handler(ImageXpressHandler)

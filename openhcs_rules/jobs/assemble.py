@@ -141,5 +141,9 @@ def assemble_plate(
     rows = well_rows(plate, summaries)
     write_wells_csv(rows, out / "wells.csv")
     plot_heatmap(plate, rows, out / "heatmap.png")
+    if plate.format == "omero":  # derived plate + tables as FileAnnotations on the server
+        from openhcs_rules.omero.results import publish_plate
+
+        publish_plate(plate_json, out)
     log.info("%s: %d wells, %d objects", plate.name, len(rows), n_objects)
     return rows

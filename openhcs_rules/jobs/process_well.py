@@ -270,5 +270,9 @@ def process_well(
             objects.extend(part.objects)
     elapsed = time.perf_counter() - start
     summary = write_tables(objects, plate, well, out, elapsed)
+    if plate.format == "omero":  # OMERO plates always write back to OMERO, whatever output.backend says
+        from openhcs_rules.omero.results import publish_well
+
+        publish_well(plate_json, well, out)
     log.info("%s %s: %d objects in %.2f s on %s", plate.name, well, summary["n_objects"], elapsed, memory_type)
     return summary

@@ -35,6 +35,10 @@ def plate_folder(plate):
     entry = plate_source(plate)
     if entry["source"] == "synthetic":
         return f"resources/synthetic/{plate}"
+    if entry["source"] == "omero":
+        from openhcs_rules.omero.params import plate_url_from_config
+
+        return plate_url_from_config(SCREEN["omero"], entry["plate_id"])  # omero://user@host:port/plate/<id>?...
     return entry["path"]
 
 

@@ -1,0 +1,88 @@
+"""``openhcs-rules setup-omero`` and ``openhcs-rules omero-server``: the OMERO commands of the console script.
+
+Kept out of ``cli.py`` so that the OMERO tooling lives with the OMERO code; ``cli.py`` calls
+:func:`add_omero_parser` once. ``python -m openhcs_rules.omero_cli`` runs the same commands without it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def _cmd_setup_omero(args: argparse.Namespace) -> int:
+    from openhcs_rules.omero.ice_wheel import default_cache_dir, ice_installed, setup_omero
+
+    if ice_installed() and not args.rebuild and not args.force:
+        print(f"zeroc-ice {ice_installed()} is already installed; now run: pip install '.[omero]'")
+        return 0
+    cache = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
+    result = setup_omero(cache, rebuild=args.rebuild, sdist=Path(args.sdist) if args.sdist else None)
+    how = "built" if result.built else "reused cached"
+    print(f"{how} {result.wheel} and installed it in {result.seconds:.0f} s")
+    print("now run: pip install '.[omero]'   (or: pip install omero-py ezomero)")
+    return 0
+
+
+def _cmd_omero_server(args: argparse.Namespace) -> int:
+    from openhcs_rules.omero.instance import OmeroInstanceManager
+    from openhcs_rules.omero.params import OmeroParams
+
+    params = OmeroParams(host=args.host, port=args.port, user=args.user, password_env=args.password_env)
+    manager = OmeroInstanceManager(params, compose_file=Path(args.compose_file) if args.compose_file else None)
+    if args.action == "check":
+        state = manager.check()
+        print(state.describe())
+        return 0 if state.reachable else 1
+    if args.action == "start":
+        manager.ensure_running(timeout=args.timeout)
+        print(f"OMERO answers on {params.host}:{params.port}")
+        return 0
+    manager.stop()
+    print("OMERO compose project stopped")
+    return 0
+
+
+def add_omero_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``setup-omero`` and ``omero-server`` on the console script's subparsers."""
+    p = subparsers.add_parser(
+        "setup-omero",
+        help="build (or reuse from cache) and install the zeroc-ice wheel omero-py needs; then pip install '.[omero]'",
+    )
+    p.add_argument("--cache-dir", help="where built wheels are kept (default ~/.cache/openhcs-rules/wheels)")
+    p.add_argument("--rebuild", action="store_true", help="build even if a cached wheel fits")
+    p.add_argument("--force", action="store_true", help="reinstall even if zeroc-ice is already installed")
+    p.add_argument("--sdist", help="use this zeroc-ice-3.6.5.tar.gz instead of downloading it")
+    p.set_defaults(func=_cmd_setup_omero)
+
+    p = subparsers.add_parser("omero-server", help="check, start (docker compose) or stop a local OMERO server")
+    p.add_argument("action", choices=["check", "start", "stop"])
+    p.add_argument("--host", default="localhost")
+    p.add_argument("--port", type=int, default=4064)
+    p.add_argument("--user", default="root")
+    p.add_argument("--password-env", default="OMERO_PASSWORD")
+    p.add_argument("--compose-file", help="default: the compose file shipped with openhcs-rules")
+    p.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for the server to answer")
+    p.set_defaults(func=_cmd_omero_server)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from openhcs_rules.errors import OpenHCSError
+
+    parser = argparse.ArgumentParser(prog="openhcs-rules", description="OMERO commands of openhcs-rules")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    add_omero_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
+    try:
+        return args.func(args)
+    except OpenHCSError as exc:
+        print(f"openhcs-rules {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
