@@ -1,0 +1,54 @@
+"""A run killed half-way and restarted redoes only the unfinished wells and ends as an uninterrupted run."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+from workflow_helpers import snakemake, snakemake_command, snakemake_env, write_config
+
+pytestmark = pytest.mark.workflow
+
+SPEC = {"wells": ["B02", "B03", "C02", "C03"], "sites": 2, "z_planes": 3, "size": 512, "seed": 9}
+
+
+def test_killed_run_resumes_with_only_the_unfinished_wells(tmp_path):
+    reference = tmp_path / "reference"
+    reference.mkdir()
+    config = write_config(reference, {"plates": {"demo": {"source": "synthetic", "synthetic": SPEC}}})
+    assert snakemake(reference, config).returncode == 0
+
+    folder = tmp_path / "interrupted"
+    folder.mkdir()
+    config = write_config(folder, {"plates": {"demo": {"source": "synthetic", "synthetic": SPEC}}})
+    wells = folder / "results" / "demo" / "wells"
+    command = snakemake_command(folder, config, "--cores", "1")
+    run = subprocess.Popen(
+        command,
+        cwd=folder,
+        env=snakemake_env(),
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 180
+    while time.time() < deadline and len(list(wells.glob("*/summary.json"))) < 2:
+        time.sleep(0.1)
+    os.killpg(run.pid, signal.SIGKILL)  # snakemake and its running job die at once, as in a crash
+    run.wait()
+    finished = {p.parent.name: p.stat().st_mtime_ns for p in wells.glob("*/summary.json")}
+    assert 2 <= len(finished) < 4, finished
+    assert not (folder / "results" / "demo" / "wells.csv").exists()
+
+    assert snakemake(folder, config, "--unlock").returncode == 0  # a crash leaves Snakemake's lock behind
+    done = snakemake(folder, config, "--rerun-incomplete")
+    assert done.returncode == 0, done.stderr[-3000:]
+    for well, mtime in finished.items():  # finished wells were not redone
+        assert (wells / well / "summary.json").stat().st_mtime_ns == mtime
+    redone = [line for line in done.stderr.splitlines() if "wildcards:" in line and "well=" in line]
+    assert len(redone) == 4 - len(finished), redone
+    for name in ("objects.csv", "wells.csv"):
+        assert (folder / "results" / "demo" / name).read_text() == (reference / "results" / "demo" / name).read_text()
