@@ -45,12 +45,14 @@ def _last_job_id() -> int:
 def test_slurm_profile_gives_the_local_results(slurm, tmp_path, local_reference):
     config = write_config(tmp_path, {"plates": {"demo": {"source": "synthetic", "synthetic": SMALL}}})
     before = _last_job_id()
-    done = snakemake(tmp_path, config, "--profile", str(REPO / "profiles" / "slurm"), *SLURM_FAST)
+    # 2 wells per submission (the profile says 24): 3 wells -> ceil(3 / 2) = 2 well submissions
+    grouping = ("--group-components", "wells=2")
+    done = snakemake(tmp_path, config, "--profile", str(REPO / "profiles" / "slurm"), *SLURM_FAST, *grouping)
     assert done.returncode == 0, done.stderr[-4000:]
     assert _outputs(tmp_path) == local_reference
     submissions = _submissions_since(before)
-    # generate + discover + illumination + ONE group job for the 3 wells + assemble
-    assert len(submissions) == 5, submissions
+    # generate + discover + illumination + 2 well groups + assemble
+    assert len(submissions) == 6, submissions
     assert all(state == "COMPLETED" for _, state, _ in submissions)
     assert max(int(cpus) for _, _, cpus in submissions) <= 2  # the well group is bounded by --cores
 
