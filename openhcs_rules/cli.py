@@ -81,6 +81,7 @@ def _cmd_process_well(args: argparse.Namespace) -> int:
         args.gpu,
         args.backend,
         args.pyramid_levels,
+        json.loads(args.streaming) if args.streaming else None,
     )
     return 0
 
@@ -167,6 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gpu", default="auto", choices=["auto", "numpy", "cupy"])
     p.add_argument("--backend", default="zarr", choices=["zarr", "disk"])
     p.add_argument("--pyramid-levels", type=int, default=3)
+    p.add_argument("--streaming", default="", help="the config's streaming block as JSON (live viewers)")
     p.set_defaults(func=_cmd_process_well)
 
     p = sub.add_parser("assemble", help="(rule) build the plate's OME-Zarr, CSV tables and heatmap")
@@ -197,8 +199,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file")
     p.set_defaults(func=_cmd_pipeline)
     from openhcs_rules.omero_cli import add_omero_parser
+    from openhcs_rules.viewers_cli import add_viewer_parser
 
     add_omero_parser(sub)
+    add_viewer_parser(sub)
     return parser
 
 

@@ -243,8 +243,9 @@ def process_well(
     gpu: str = "auto",
     backend: str = "zarr",
     pyramid_levels: int = 3,
+    streaming: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The whole ``process_well`` job: load inputs, run, write outputs."""
+    """The whole ``process_well`` job: load inputs, run, write outputs (and stream steps to viewers)."""
     from openhcs_rules.jobs.illumination import load_illumination
     from openhcs_rules.pipeline.serialize import load_pipeline
 
@@ -264,10 +265,21 @@ def process_well(
     )
     out = Path(out_dir)
     objects: list[dict[str, Any]] = []
-    with WellImageSink(out / _IMAGE_FOLDERS[backend], backend, well, pyramid_levels) as sink:
-        for part in iter_site_results(plate, well, pipeline, context):
-            sink.submit(part)  # written in the background while the next site computes
-            objects.extend(part.objects)
+    streamer = None
+    if streaming and any(streaming.get(kind) for kind in ("napari", "fiji")):
+        from openhcs_rules.streaming.hook import make_streamer
+
+        # a side effect: a missing or dead viewer is warned about once and never fails the job
+        streamer = make_streamer(streaming, plate.name, well, context.channel_names)
+        context.on_step = streamer
+    try:
+        with WellImageSink(out / _IMAGE_FOLDERS[backend], backend, well, pyramid_levels) as sink:
+            for part in iter_site_results(plate, well, pipeline, context):
+                sink.submit(part)  # written in the background while the next site computes
+                objects.extend(part.objects)
+    finally:
+        if streamer is not None:
+            streamer.close()
     elapsed = time.perf_counter() - start
     summary = write_tables(objects, plate, well, out, elapsed)
     if plate.format == "omero":  # OMERO plates always write back to OMERO, whatever output.backend says

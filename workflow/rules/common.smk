@@ -1,5 +1,6 @@
 # Shared definitions: the validated config, paths, wildcard constraints and input functions.
 
+import json
 import re
 import sys
 

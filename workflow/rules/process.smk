@@ -17,6 +17,7 @@ rule process_well:
         backend=BACKEND,
         levels=SCREEN["output"]["pyramid_levels"],
         out_dir=lambda wc: f"{OUT}/{wc.plate}/wells/{wc.well}",
+        streaming=json.dumps(SCREEN["streaming"]),
     threads: SCREEN["resources"]["threads"]
     resources:
         mem_mb=SCREEN["resources"]["mem_mb"],
@@ -32,4 +33,5 @@ rule process_well:
         "OMP_NUM_THREADS={threads} {params.openhcs} process-well --plate-json {input.plate}"
         " --well {wildcards.well} --pipeline {input.pipeline:q} --out-dir {params.out_dir:q}"
         " --illumination {input.illumination} --nuclei-channel '{params.nuclei_channel}' --gpu {params.gpu}"
-        " --backend {params.backend} --pyramid-levels {params.levels} > {log} 2>&1"
+        " --backend {params.backend} --pyramid-levels {params.levels} --streaming {params.streaming:q}"
+        " > {log} 2>&1"

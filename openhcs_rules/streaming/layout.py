@@ -1,0 +1,99 @@
+"""Where a frame goes in a viewer, from its components alone (no GUI here, so it is unit-tested).
+
+napari: one layer per (plate, step, channel); the layer stacks planes over (well, site, t, z), each axis
+holding the sorted values seen so far, so the sliders grow as wells arrive. Fiji: one hyperstack per
+(plate, well, site, step) with channels x z x time, the layout ImageJ's hyperstack viewer expects.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from openhcs_rules.plate.naming import parse_well_name
+from openhcs_rules.streaming.frames import FrameMeta
+
+NAPARI_AXES: tuple[str, ...] = ("well", "site", "t", "z")
+FIJI_AXES: tuple[str, ...] = ("channel", "z", "t")
+
+
+def layer_name(meta: FrameMeta) -> str:
+    """The napari layer a frame belongs to: ``"<plate> | <step> | <channel>"``."""
+    return f"{meta.plate} | {meta.step_name} | {meta.channel_label}"
+
+
+def hyperstack_title(meta: FrameMeta) -> str:
+    """The ImageJ hyperstack a frame belongs to: ``"<plate> <well> s<site> | <step>"``."""
+    return f"{meta.plate} {meta.well} s{meta.site} | {meta.step_name}"
+
+
+def coordinates(meta: FrameMeta, axes: Sequence[str]) -> dict[str, Any]:
+    return {axis: getattr(meta, axis) for axis in axes}
+
+
+def _sort_key(axis: str, value: Any) -> Any:
+    if axis == "well":
+        try:
+            return (0, parse_well_name(value), value)
+        except ValueError:
+            return (1, (0, 0), value)
+    return value
+
+
+class AxisIndex:
+    """The sorted values seen on each axis, and a value tuple's position in the stack."""
+
+    def __init__(self, axes: Sequence[str]) -> None:
+        self.axes = tuple(axes)
+        self.values: dict[str, list[Any]] = {axis: [] for axis in self.axes}
+        self._keys: dict[str, list[Any]] = {axis: [] for axis in self.axes}
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(len(self.values[axis]) for axis in self.axes)
+
+    def add(self, coords: dict[str, Any]) -> list[tuple[str, int]]:
+        """Record the coordinates; returns the (axis, position) of every value that is new."""
+        inserted = []
+        for axis in self.axes:
+            value = coords[axis]
+            if value in self.values[axis]:
+                continue
+            key = _sort_key(axis, value)
+            position = bisect.bisect(self._keys[axis], key)
+            self._keys[axis].insert(position, key)
+            self.values[axis].insert(position, value)
+            inserted.append((axis, position))
+        return inserted
+
+    def position(self, coords: dict[str, Any]) -> tuple[int, ...]:
+        """Positions along each axis; KeyError names the value that has not been seen."""
+        try:
+            return tuple(self.values[axis].index(coords[axis]) for axis in self.axes)
+        except ValueError:
+            raise KeyError(f"{coords} is not in this stack (axes hold {self.values})") from None
+
+
+class PlaneStack:
+    """A growing numpy stack of same-shaped 2D planes: axes from :class:`AxisIndex`, then (y, x)."""
+
+    def __init__(self, axes: Sequence[str], plane_shape: tuple[int, int], dtype: Any) -> None:
+        self.index = AxisIndex(axes)
+        self.plane_shape = tuple(plane_shape)
+        self.data = np.zeros((0,) * len(self.index.axes) + self.plane_shape, dtype=dtype)
+
+    def put(self, coords: dict[str, Any], plane: np.ndarray) -> bool:
+        """Place a plane (cast to the stack's dtype); True when the stack had to grow (new array)."""
+        if plane.shape != self.plane_shape:
+            raise ValueError(f"plane of shape {plane.shape} does not fit a stack of {self.plane_shape} planes")
+        inserted = self.index.add(coords)
+        for axis, position in inserted:
+            self.data = np.insert(self.data, position, 0, axis=self.index.axes.index(axis))
+        self.data[self.index.position(coords)] = plane.astype(self.data.dtype, copy=False)
+        return bool(inserted)
+
+    def get(self, coords: dict[str, Any]) -> np.ndarray:
+        return self.data[self.index.position(coords)]

@@ -1,0 +1,197 @@
+"""The napari viewer process: a persistent window that fills layers as wells are processed.
+
+One layer per (plate, step, channel), named ``"<plate> | <step> | <channel>"``; each layer stacks its
+planes over (well, site, t, z) with a slider per axis (axis labels say which), growing as new wells,
+sites or timepoints arrive. Label images become Labels layers. A Qt timer pumps the queue every 20 ms:
+all frames that arrived since the last tick are placed first, then each touched layer is refreshed once,
+so a fast producer costs one redraw per layer per tick and is never made to wait for the GUI.
+
+Start: ``python -m openhcs_rules.streaming.napari_viewer --port 5555 [--xvfb]`` (or
+``openhcs-rules viewer start --kind napari``). It survives pipeline runs; ``clear`` empties it and
+``shutdown`` (or closing the window) ends it.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from openhcs_rules.errors import OpenHCSError
+from openhcs_rules.streaming.display import ensure_display, has_display
+from openhcs_rules.streaming.frames import Frame
+from openhcs_rules.streaming.layout import NAPARI_AXES, PlaneStack, coordinates, layer_name
+from openhcs_rules.streaming.process import shutdown_on_sigterm, viewer_arguments
+from openhcs_rules.streaming.viewer_server import ViewerServer
+from openhcs_rules.zmq import messages
+from openhcs_rules.zmq.server import Reply
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PORT = 5555
+TICK_MS = 20
+
+
+class NapariLayers:
+    """Places frames into napari layers by component; runs on the Qt thread only."""
+
+    def __init__(self, viewer: Any, follow: bool = True) -> None:
+        self.viewer = viewer
+        self.follow = follow
+        self.stacks: dict[str, PlaneStack] = {}
+        self.roles: dict[str, str] = {}
+        self._ranges: dict[str, tuple[float, float]] = {}
+
+    # -- frames ---------------------------------------------------------------------------------------
+    def _stack_for(self, frame: Frame) -> tuple[str, PlaneStack]:
+        name = layer_name(frame.meta)
+        stack = self.stacks.get(name)
+        if stack is not None and stack.plane_shape != frame.array.shape:  # e.g. a binned step output
+            name = f"{name} ({frame.array.shape[0]}x{frame.array.shape[1]})"
+            stack = self.stacks.get(name)
+        if stack is None:
+            dtype = np.int32 if frame.meta.role == "labels" else frame.array.dtype
+            stack = self.stacks[name] = PlaneStack(NAPARI_AXES, frame.array.shape, dtype)
+            self.roles[name] = frame.meta.role
+        return name, stack
+
+    def show(self, batch: list[Frame]) -> None:
+        """Put a batch of frames into their stacks, then refresh each touched layer once."""
+        touched: dict[str, bool] = {}
+        last: tuple[str, dict[str, Any]] | None = None
+        for frame in batch:
+            name, stack = self._stack_for(frame)
+            coords = coordinates(frame.meta, NAPARI_AXES)
+            reshaped = stack.put(coords, frame.array)
+            touched[name] = touched.get(name, False) or reshaped
+            low, high = float(frame.array.min()), float(frame.array.max())
+            old = self._ranges.get(name, (low, high))
+            self._ranges[name] = (min(old[0], low), max(old[1], high))
+            last = (name, coords)
+        for name, reshaped in touched.items():
+            self._update_layer(name, reshaped)
+        if self.follow and last is not None:
+            position = self.stacks[last[0]].index.position(last[1])
+            current = tuple(self.viewer.dims.current_step)
+            self.viewer.dims.current_step = position + current[len(position) :]
+
+    def _update_layer(self, name: str, reshaped: bool) -> None:
+        stack = self.stacks[name]
+        axes = {axis: list(values) for axis, values in stack.index.values.items()}
+        if name not in self.viewer.layers:
+            if self.roles[name] == "labels":
+                layer = self.viewer.add_labels(stack.data, name=name, metadata={"axes": axes})
+            else:
+                low, high = self._ranges[name]
+                layer = self.viewer.add_image(
+                    stack.data, name=name, metadata={"axes": axes}, contrast_limits=(low, max(high, low + 1))
+                )
+            self.viewer.dims.axis_labels = (*NAPARI_AXES, "y", "x")
+            return
+        layer = self.viewer.layers[name]
+        layer.metadata["axes"] = axes
+        if reshaped:
+            layer.data = stack.data
+        else:
+            layer.refresh()
+        if self.roles[name] == "image":
+            low, high = self._ranges[name]
+            current = layer.contrast_limits_range
+            if low < current[0] or high > current[1]:
+                layer.contrast_limits_range = (min(low, current[0]), max(high, current[1], low + 1))
+
+    # -- commands -------------------------------------------------------------------------------------
+    def layers(self, message: dict[str, Any], payload: list[bytes]) -> Reply:
+        """What napari holds: every layer's name, type, data shape and dtype, and the values on each axis."""
+        result = []
+        for layer in self.viewer.layers:
+            result.append(
+                {
+                    "name": layer.name,
+                    "type": type(layer).__name__.lower(),
+                    "shape": list(layer.data.shape),
+                    "dtype": str(layer.data.dtype),
+                    "axes": layer.metadata.get("axes", {}),
+                    "axis_labels": list(self.viewer.dims.axis_labels),
+                }
+            )
+        return messages.make("reply", result=result), []
+
+    def get_plane(self, message: dict[str, Any], payload: list[bytes]) -> Reply:
+        """The pixels napari holds for one plane: layer name plus {well, site, t, z}."""
+        name = message["layer"]
+        if name not in self.viewer.layers or name not in self.stacks:
+            return messages.error_message("not_found", f"no layer {name!r}"), []
+        try:
+            position = self.stacks[name].index.position(message["index"])
+        except KeyError as exc:
+            return messages.error_message("not_found", str(exc)), []
+        plane = np.ascontiguousarray(np.asarray(self.viewer.layers[name].data[position]))
+        return messages.make("reply", result={"dtype": plane.dtype.name, "shape": list(plane.shape)}), [plane.tobytes()]
+
+    def screenshot(self, message: dict[str, Any], payload: list[bytes]) -> Reply:
+        """The canvas as RGBA pixels (what a person would see), for checks that rendering works."""
+        image = np.ascontiguousarray(self.viewer.screenshot(canvas_only=True, flash=False))
+        return messages.make("reply", result={"dtype": image.dtype.name, "shape": list(image.shape)}), [image.tobytes()]
+
+    def clear(self, message: dict[str, Any], payload: list[bytes]) -> Reply:
+        count = len(self.viewer.layers)
+        self.viewer.layers.clear()
+        self.stacks.clear()
+        self.roles.clear()
+        self._ranges.clear()
+        return messages.make("reply", result={"cleared": count}), []
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = viewer_arguments("napari", DEFAULT_PORT, argv)
+    display = ensure_display(args.xvfb)
+    try:
+        if not has_display():
+            log.error("no display for napari: set DISPLAY (a desktop session) or start the viewer with --xvfb")
+            return 2
+        import napari
+        from qtpy.QtCore import QTimer
+        from qtpy.QtWidgets import QApplication
+
+        viewer = napari.Viewer(title=f"openhcs-rules napari :{args.port}", show=True)
+        layers = NapariLayers(viewer)
+        try:
+            server = ViewerServer("napari", args.port, args.host, args.keys_dir, args.name)
+        except OpenHCSError as exc:
+            log.error("%s", exc)
+            return 3
+        server.handlers.update(
+            layers=layers.layers, get_plane=layers.get_plane, screenshot=layers.screenshot, clear=layers.clear
+        )
+        server.status_extra = lambda: {"layers": len(layers.stacks)}
+        try:
+            server.start()
+        except OpenHCSError as exc:
+            log.error("%s", exc)
+            return 3
+        shutdown_on_sigterm(server)
+
+        def tick() -> None:
+            server.pump(layers.show, budget_s=0.05)
+            if server.shutdown_requested.is_set():
+                timer.stop()
+                viewer.close()
+                QApplication.quit()
+
+        timer = QTimer()
+        timer.timeout.connect(tick)
+        timer.start(TICK_MS)
+        napari.run()
+        server.stop()
+        return 0
+    finally:
+        if display is not None:
+            display.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

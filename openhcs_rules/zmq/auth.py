@@ -1,0 +1,110 @@
+"""CURVE keys for servers that listen beyond loopback, kept in one directory.
+
+Layout of a keys directory (created by :func:`ensure_keys`, readable by the server's user and, on a cluster,
+by the jobs that stream to it through a shared file system)::
+
+    server.key  server.key_secret          the server's keypair (clients need server.key only)
+    client.key  client.key_secret          the keypair jobs and CLI clients use
+    authorized_clients/*.key                public keys the server accepts (client.key is copied there)
+
+A server refuses every client whose public key is not in ``authorized_clients/`` (ZAP status 400); the
+client sees the refusal as a handshake event and raises :class:`AuthenticationError` instead of hanging.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import zmq
+import zmq.auth
+from zmq.auth.thread import ThreadAuthenticator
+
+from openhcs_rules.zmq.errors import AuthenticationError
+
+AUTHORIZED = "authorized_clients"
+
+
+@dataclass(frozen=True)
+class ServerKeys:
+    """The server's keypair and the folder of client public keys it accepts."""
+
+    public: bytes
+    secret: bytes
+    authorized_dir: Path
+
+
+@dataclass(frozen=True)
+class ClientKeys:
+    """A client's keypair and the public key of the server it expects (a man in the middle fails)."""
+
+    public: bytes
+    secret: bytes
+    server_public: bytes
+
+
+def ensure_keys(keys_dir: str | Path) -> Path:
+    """Create the server and client keypairs (once) and authorize the client key; returns the folder."""
+    folder = Path(keys_dir).expanduser()
+    folder.mkdir(parents=True, exist_ok=True)
+    os.chmod(folder, 0o700)
+    for name in ("server", "client"):
+        if not (folder / f"{name}.key_secret").is_file():
+            zmq.auth.create_certificates(folder, name)
+        os.chmod(folder / f"{name}.key_secret", 0o600)
+    authorized = folder / AUTHORIZED
+    authorized.mkdir(exist_ok=True)
+    if not (authorized / "client.key").is_file():
+        shutil.copy(folder / "client.key", authorized / "client.key")
+    return folder
+
+
+def _load(path: Path, need_secret: bool) -> tuple[bytes, bytes | None]:
+    if not path.is_file():
+        raise AuthenticationError(
+            f"CURVE key file {path} is missing: create the keys with `openhcs-rules viewer keys --keys-dir "
+            f"{path.parent}` and give clients the same folder"
+        )
+    public, secret = zmq.auth.load_certificate(path)
+    if need_secret and not secret:
+        raise AuthenticationError(f"{path} holds no secret key")
+    return public, secret
+
+
+def load_server_keys(keys_dir: str | Path) -> ServerKeys:
+    folder = Path(keys_dir).expanduser()
+    public, secret = _load(folder / "server.key_secret", need_secret=True)
+    assert secret is not None
+    return ServerKeys(public, secret, folder / AUTHORIZED)
+
+
+def load_client_keys(keys_dir: str | Path) -> ClientKeys:
+    folder = Path(keys_dir).expanduser()
+    public, secret = _load(folder / "client.key_secret", need_secret=True)
+    server_public, _ = _load(folder / "server.key", need_secret=False)
+    assert secret is not None
+    return ClientKeys(public, secret, server_public)
+
+
+def secure_server_socket(socket: zmq.Socket, keys: ServerKeys) -> None:
+    """Make a socket a CURVE server (call before bind)."""
+    socket.curve_secretkey = keys.secret
+    socket.curve_publickey = keys.public
+    socket.curve_server = True
+
+
+def secure_client_socket(socket: zmq.Socket, keys: ClientKeys) -> None:
+    """Make a socket a CURVE client of the server whose public key it holds (call before connect)."""
+    socket.curve_secretkey = keys.secret
+    socket.curve_publickey = keys.public
+    socket.curve_serverkey = keys.server_public
+
+
+def start_authenticator(context: zmq.Context, keys: ServerKeys) -> ThreadAuthenticator:
+    """Run the ZAP handler that accepts exactly the public keys in ``authorized_clients/``."""
+    authenticator = ThreadAuthenticator(context)
+    authenticator.start()
+    authenticator.configure_curve(domain="*", location=str(keys.authorized_dir))
+    return authenticator

@@ -1,0 +1,244 @@
+"""The versioned message schema of every control and data channel, and the one place messages are parsed.
+
+Messages are JSON objects ``{"v": SCHEMA_VERSION, "type": ..., <fields>}``; pixel payloads travel as extra
+ZMQ frames, never inside the JSON. Nothing received is unpickled or evaluated: :func:`decode` parses JSON,
+then checks the version, the type and every field (name, type, range) against :data:`SCHEMA` before any
+handler sees the message, so a malformed or hostile message becomes an error reply and never reaches
+viewer code. Unknown fields are rejected too: a typo in a sender is a loud error, not a silent default.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from openhcs_rules.zmq.errors import MessageError
+
+SCHEMA_VERSION = 1
+
+#: the largest JSON part accepted (pixels travel in separate frames, so headers are small)
+MAX_JSON_BYTES = 1 << 20
+
+#: pixel types a frame may carry (what napari and ImageJ can show; labels are int32)
+DTYPES = ("uint8", "uint16", "int16", "int32", "uint32", "float32", "float64")
+
+#: shared-memory segment names the viewers agree to open: ours only, no path separators
+SHM_NAME = re.compile(r"^ohcs_[0-9]+_[0-9a-f]{8}_[0-9]+$")
+
+_MAX_SIDE = 1 << 16
+
+
+@dataclass(frozen=True)
+class Field:
+    """One field of a message: accepted Python types, whether it must be present, and an extra check."""
+
+    types: tuple[type, ...]
+    required: bool = True
+    check: Callable[[Any], str | None] | None = None
+
+
+def _positive(value: Any) -> str | None:
+    return None if value >= 1 else "must be >= 1"
+
+
+def _non_negative(value: Any) -> str | None:
+    return None if value >= 0 else "must be >= 0"
+
+
+def _one_of(*choices: str) -> Callable[[Any], str | None]:
+    def check(value: Any) -> str | None:
+        return None if value in choices else f"must be one of {', '.join(choices)}"
+
+    return check
+
+
+def _short_text(limit: int) -> Callable[[Any], str | None]:
+    def check(value: Any) -> str | None:
+        return None if 0 < len(value) <= limit else f"must be 1..{limit} characters"
+
+    return check
+
+
+def _shape(value: Any) -> str | None:
+    if len(value) != 2 or not all(_is_int(side) and 1 <= side <= _MAX_SIDE for side in value):
+        return f"must be [height, width] with sides 1..{_MAX_SIDE}"
+    return None
+
+
+def _shm_name(value: Any) -> str | None:
+    return None if SHM_NAME.match(value) else "is not an openhcs shared-memory segment name"
+
+
+def _shm_names(value: Any) -> str | None:
+    if len(value) > 4096 or not all(isinstance(v, str) and SHM_NAME.match(v) for v in value):
+        return "must be a list of openhcs shared-memory segment names"
+    return None
+
+
+_COMPONENT_FIELDS: dict[str, Field] = {
+    "plate": Field((str,), check=_short_text(200)),
+    "well": Field((str,), check=_short_text(16)),
+    "site": Field((int,), check=_positive),
+    "channel": Field((int,), check=_positive),
+    "z": Field((int,), check=_positive),
+    "t": Field((int,), check=_positive),
+    "channel_name": Field((str,), required=False, check=_short_text(200)),
+}
+
+_STEP_FIELDS: dict[str, Field] = {
+    "index": Field((int,), check=_non_negative),
+    "name": Field((str,), check=_short_text(200)),
+}
+
+
+def _nested(fields: dict[str, Field]) -> Callable[[Any], str | None]:
+    def check(value: Any) -> str | None:
+        try:
+            _check_fields(value, fields, "")
+        except MessageError as exc:
+            return str(exc)
+        return None
+
+    return check
+
+
+_ANY_JSON = (dict, list, str, int, float, bool, type(None))
+
+#: every message type and its fields (besides "v" and "type")
+SCHEMA: dict[str, dict[str, Field]] = {
+    # control requests, answered by every server
+    "ping": {},
+    "status": {},
+    "shutdown": {},
+    # control requests, answered by viewers
+    "clear": {},
+    "layers": {},
+    "get_plane": {
+        "layer": Field((str,), check=_short_text(500)),
+        "index": Field((dict,)),
+    },
+    "screenshot": {},
+    "hyperstacks": {},
+    "macro": {"code": Field((str,), check=_short_text(100_000))},
+    "frames": {},
+    "stats": {},
+    # control replies
+    "pong": {"server": Field((dict,)), "status": Field((dict,))},
+    "reply": {"result": Field(_ANY_JSON)},
+    "error": {
+        "code": Field((str,), check=_short_text(64)),
+        "error": Field((str,)),
+        "id": Field((int,), required=False),
+    },
+    # data channel
+    "frame": {
+        "id": Field((int,), check=_non_negative),
+        "sent_ns": Field((int,), check=_non_negative),
+        "sender": Field((str,), check=_short_text(300)),
+        "component": Field((dict,), check=_nested(_COMPONENT_FIELDS)),
+        "step": Field((dict,), check=_nested(_STEP_FIELDS)),
+        "role": Field((str,), check=_one_of("image", "labels")),
+        "dtype": Field((str,), check=_one_of(*DTYPES)),
+        "shape": Field((list,), check=_shape),
+        "transport": Field((str,), check=_one_of("shm", "inline")),
+        "shm": Field((str,), required=False, check=_shm_name),
+        "codec": Field((str,), required=False, check=_one_of("raw", "blosc2-lz4")),
+    },
+    "ack": {"id": Field((int,), check=_non_negative)},
+    "release": {"names": Field((list,), check=_shm_names)},
+}
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _type_ok(value: Any, types: tuple[type, ...]) -> bool:
+    if isinstance(value, bool):  # JSON true is not an integer here
+        return bool in types
+    if int in types and _is_int(value):
+        return True
+    if float in types and isinstance(value, int | float):
+        return True
+    return isinstance(value, types)
+
+
+def _check_fields(data: Any, fields: dict[str, Field], where: str) -> None:
+    if not isinstance(data, dict):
+        raise MessageError(f"{where or 'message'} must be a JSON object")
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise MessageError(f"{where}unknown field(s) {', '.join(unknown)}")
+    for name, spec in fields.items():
+        if name not in data:
+            if spec.required:
+                raise MessageError(f"{where}missing field {name!r}")
+            continue
+        value = data[name]
+        if not _type_ok(value, spec.types):
+            expected = "/".join(t.__name__ for t in spec.types)
+            raise MessageError(f"{where}field {name!r} must be {expected}, got {type(value).__name__}")
+        if spec.check is not None:
+            problem = spec.check(value)
+            if problem:
+                raise MessageError(f"{where}field {name!r} {problem}")
+
+
+def validate(message: Any) -> dict[str, Any]:
+    """Check a parsed message against the schema; return it unchanged or raise :class:`MessageError`."""
+    if not isinstance(message, dict):
+        raise MessageError("a message must be a JSON object")
+    version = message.get("v")
+    if version != SCHEMA_VERSION:
+        raise MessageError(f"schema version {version!r} is not supported (this side speaks {SCHEMA_VERSION})")
+    kind = message.get("type")
+    if not isinstance(kind, str) or kind not in SCHEMA:
+        raise MessageError(f"unknown message type {kind!r}")
+    body = {k: v for k, v in message.items() if k not in ("v", "type")}
+    _check_fields(body, SCHEMA[kind], f"{kind}: ")
+    if kind == "frame":
+        _check_frame_transport(body)
+    return message
+
+
+def _check_frame_transport(body: dict[str, Any]) -> None:
+    if body["transport"] == "shm" and "shm" not in body:
+        raise MessageError("frame: transport shm needs the field 'shm'")
+    if body["transport"] == "inline" and "codec" not in body:
+        raise MessageError("frame: transport inline needs the field 'codec'")
+
+
+def make(kind: str, **fields: Any) -> dict[str, Any]:
+    """A message dict of this schema version (validated, so a sender's bug fails where it is made)."""
+    return validate({"v": SCHEMA_VERSION, "type": kind, **fields})
+
+
+def encode(message: dict[str, Any]) -> bytes:
+    """The wire form of a message made with :func:`make`."""
+    return json.dumps(message, separators=(",", ":"), allow_nan=False).encode()
+
+
+def decode(raw: bytes) -> dict[str, Any]:
+    """Parse and validate one received JSON part; anything else raises :class:`MessageError`."""
+    if len(raw) > MAX_JSON_BYTES:
+        raise MessageError(f"message of {len(raw)} bytes is larger than {MAX_JSON_BYTES}")
+    try:
+        message = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+    except (UnicodeDecodeError, json.JSONDecodeError, ValueError) as exc:
+        raise MessageError(f"not a JSON message: {exc}") from None
+    return validate(message)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def error_message(code: str, error: str, frame_id: int | None = None) -> dict[str, Any]:
+    """The error reply every server sends instead of crashing or staying silent."""
+    fields: dict[str, Any] = {"code": code, "error": error[:2000]}
+    if frame_id is not None:
+        fields["id"] = frame_id
+    return make("error", **fields)

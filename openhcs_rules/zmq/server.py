@@ -1,0 +1,262 @@
+"""The dual-channel server every viewer and service builds on.
+
+Control is REQ/REP on the base port (one request, one reply: ping, status, commands); data is a ROUTER on
+base + 1000 that receives frames from any number of DEALER senders and answers each with an ack or an
+error. Each channel has its own thread, so a slow command never stalls incoming frames and a burst of
+frames never delays a ping.
+
+Every received message goes through :func:`messages.decode` first. Whatever a client sends - bytes that
+are not JSON, a wrong version, a missing field, a handler that fails - the client gets an error reply and
+the server keeps serving. Binding beyond loopback requires CURVE keys (:class:`InsecureBindError`
+otherwise); a port that is taken raises :class:`PortInUseError` naming its holder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import queue
+import socket as pysocket
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import zmq
+
+from openhcs_rules import __version__
+from openhcs_rules.zmq import messages
+from openhcs_rules.zmq.addresses import DEFAULT_HOST, check_base_port, data_port, is_loopback, port_holder, tcp_endpoint
+from openhcs_rules.zmq.auth import load_server_keys, secure_server_socket, start_authenticator
+from openhcs_rules.zmq.errors import InsecureBindError, MessageError, PortInUseError
+
+log = logging.getLogger(__name__)
+
+#: a reply: the JSON message and any binary payload frames that follow it
+Reply = tuple[dict[str, Any], list[bytes]]
+
+#: bounds what one peer can make the server buffer before ZMQ drops the connection
+CONTROL_MAX_BYTES = 4 << 20
+DATA_MAX_BYTES = 1 << 31
+_POLL_MS = 100
+
+
+class DualChannelServer:
+    """Binds the control and data channels, validates everything received, and dispatches to handlers.
+
+    Subclasses override :meth:`on_control` (requests other than ping/status/shutdown), :meth:`on_data`
+    (frames) and :meth:`status`. Handlers run on the channel's thread; they must not touch the other
+    channel's socket.
+    """
+
+    def __init__(
+        self,
+        kind: str,
+        port: int,
+        host: str = DEFAULT_HOST,
+        keys_dir: str | Path | None = None,
+        name: str | None = None,
+    ) -> None:
+        self.kind = kind
+        self.port = check_base_port(port)
+        self.data_port = data_port(port)
+        self.host = host
+        self.name = name or f"{kind}-{port}"
+        self.keys = load_server_keys(keys_dir) if keys_dir else None
+        if self.keys is None and not is_loopback(host):
+            raise InsecureBindError(
+                f"{kind} server on {host}:{port} would accept connections from other machines without "
+                "authentication: pass a CURVE keys folder (--keys-dir; created by `openhcs-rules viewer keys`) "
+                "or bind 127.0.0.1"
+            )
+        self.started_at = time.time()
+        self.shutdown_requested = threading.Event()
+        self._stop = threading.Event()
+        self._context = zmq.Context()
+        self._authenticator: Any = None
+        self._threads: list[threading.Thread] = []
+        self.errors_replied = 0
+        self.data_identity = b""  # the sender of the data message being handled (data thread only)
+        self._deferred: queue.SimpleQueue[tuple[bytes, bytes]] = queue.SimpleQueue()
+        self._wake_read, self._wake_write = os.pipe()
+        os.set_blocking(self._wake_read, False)
+        os.set_blocking(self._wake_write, False)
+
+    # -- identity and status ---------------------------------------------------------------------------
+    def identity(self) -> dict[str, Any]:
+        """Who answers on this port: enough for a client to tell our server from anything else."""
+        return {
+            "kind": self.kind,
+            "name": self.name,
+            "pid": os.getpid(),
+            "host": pysocket.gethostname(),
+            "bind": self.host,
+            "port": self.port,
+            "data_port": self.data_port,
+            "auth": "curve" if self.keys else "none",
+            "version": __version__,
+            "schema": messages.SCHEMA_VERSION,
+            "started_at": self.started_at,
+        }
+
+    def status(self) -> dict[str, Any]:
+        """Override to report what the server holds; the base reports uptime and readiness."""
+        uptime = round(time.time() - self.started_at, 3)
+        return {"ready": True, "uptime_s": uptime, "errors_replied": self.errors_replied}
+
+    # -- handlers (override) ----------------------------------------------------------------------------
+    def on_control(self, message: dict[str, Any], payload: list[bytes]) -> Reply:
+        """Requests other than ping/status/shutdown; the base knows none of them."""
+        return messages.error_message("unsupported", f"a {self.kind} server does not handle {message['type']!r}"), []
+
+    def on_data(self, message: dict[str, Any], payload: list[bytes]) -> dict[str, Any] | None:
+        """A message on the data channel; returns the ack (or error) sent back to that sender, or None."""
+        return messages.error_message("unsupported", f"a {self.kind} server takes no data messages")
+
+    def on_shutdown(self) -> None:
+        """Called on the control thread after the shutdown reply went out; the default just flags it."""
+        self.shutdown_requested.set()
+
+    # -- lifecycle --------------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Bind both channels and start serving; raises :class:`PortInUseError` if either port is taken."""
+        if self.keys is not None:
+            self._authenticator = start_authenticator(self._context, self.keys)
+        control = self._bind(zmq.REP, self.port, CONTROL_MAX_BYTES, "control")
+        try:
+            data = self._bind(zmq.ROUTER, self.data_port, DATA_MAX_BYTES, "data")
+        except BaseException:
+            control.close(linger=0)
+            raise
+        data.setsockopt(zmq.RCVHWM, 256)
+        self._threads = [
+            threading.Thread(target=self._serve_control, args=(control,), daemon=True),
+            threading.Thread(target=self._serve_data, args=(data,), daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+        log.info(
+            "%s listening on %s:%d (data %d, auth %s)",
+            self.name,
+            self.host,
+            self.port,
+            self.data_port,
+            "curve" if self.keys else "none",
+        )
+
+    def _bind(self, socket_type: int, port: int, max_bytes: int, channel: str) -> zmq.Socket:
+        sock = self._context.socket(socket_type)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.MAXMSGSIZE, max_bytes)
+        if ":" in self.host:
+            sock.setsockopt(zmq.IPV6, 1)
+        if self.keys is not None:
+            secure_server_socket(sock, self.keys)
+        try:
+            sock.bind(tcp_endpoint(self.host, port))
+        except zmq.ZMQError as exc:
+            sock.close(linger=0)
+            if exc.errno == zmq.EADDRINUSE:
+                raise PortInUseError(
+                    f"port {port} on {self.host} ({channel} channel of base port {self.port}) is already in use "
+                    f"by {port_holder(port)}; choose another base port (it needs base and base+1000 free)"
+                ) from None
+            raise
+        return sock
+
+    def stop(self, timeout_s: float = 2.0) -> None:
+        """Stop both threads, close the sockets and the authenticator."""
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout_s)
+        if self._authenticator is not None:
+            self._authenticator.stop()
+        self._context.term()
+        for fd in (self._wake_read, self._wake_write):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    # -- the channel loops ------------------------------------------------------------------------------
+    def _serve_control(self, sock: zmq.Socket) -> None:
+        try:
+            while not self._stop.is_set():
+                if sock.poll(_POLL_MS):
+                    sock.send_multipart(self._handle_control_raw(sock.recv_multipart()), copy=False)
+        finally:
+            sock.close(linger=0)
+
+    def _serve_data(self, sock: zmq.Socket) -> None:
+        poller = zmq.Poller()
+        poller.register(sock, zmq.POLLIN)
+        poller.register(self._wake_read, zmq.POLLIN)
+        try:
+            while not self._stop.is_set():
+                ready = dict(poller.poll(_POLL_MS))
+                if self._wake_read in ready:
+                    with contextlib.suppress(BlockingIOError):
+                        os.read(self._wake_read, 4096)
+                if sock in ready:
+                    # payloads stay in ZMQ's buffers (one copy fewer); headers become bytes
+                    parts = sock.recv_multipart(copy=False)
+                    self.data_identity = parts[0].bytes
+                    frames = [parts[1].bytes, *(part.buffer for part in parts[2:])] if len(parts) > 1 else []
+                    reply = self._handle_data_raw(frames)
+                    if reply is not None:
+                        sock.send_multipart([self.data_identity, *reply], copy=False)
+                while not self._deferred.empty():
+                    identity, raw = self._deferred.get_nowait()
+                    sock.send_multipart([identity, raw], copy=False)
+        finally:
+            sock.close(linger=0)
+
+    def reply_later(self, identity: bytes, message: dict[str, Any]) -> None:
+        """Send a data-channel reply from any thread (the data thread sends it); for deferred acks."""
+        self._deferred.put((identity, messages.encode(message)))
+        with contextlib.suppress(BlockingIOError):  # a wake-up is already pending
+            os.write(self._wake_write, b"\0")
+
+    def _reply_error(self, code: str, error: str, frame_id: int | None = None) -> list[bytes]:
+        self.errors_replied += 1
+        return [messages.encode(messages.error_message(code, error, frame_id))]
+
+    def _handle_control_raw(self, frames: list[bytes]) -> list[bytes]:
+        try:
+            message = messages.decode(frames[0]) if frames else messages.decode(b"")
+        except MessageError as exc:
+            log.warning("%s: malformed control message: %s", self.name, exc)
+            return self._reply_error("bad_message", str(exc))
+        kind = message["type"]
+        try:
+            if kind == "ping":
+                reply: Reply = messages.make("pong", server=self.identity(), status=self.status()), []
+            elif kind == "status":
+                reply = messages.make("reply", result=self.status()), []
+            elif kind == "shutdown":
+                threading.Timer(0.05, self.on_shutdown).start()  # after the reply has left
+                reply = messages.make("reply", result={"stopping": True, "pid": os.getpid()}), []
+            else:
+                reply = self.on_control(message, frames[1:])
+        except MessageError as exc:
+            return self._reply_error("bad_request", str(exc))
+        except Exception as exc:  # noqa: BLE001 - a failing handler must not stop the server
+            log.exception("%s: %s request failed", self.name, kind)
+            return self._reply_error("failed", f"{type(exc).__name__}: {exc}")
+        message_out, payload = reply
+        return [messages.encode(message_out), *payload]
+
+    def _handle_data_raw(self, frames: list[bytes]) -> list[bytes] | None:
+        try:
+            message = messages.decode(frames[0]) if frames else messages.decode(b"")
+        except MessageError as exc:
+            log.warning("%s: malformed data message: %s", self.name, exc)
+            return self._reply_error("bad_message", str(exc))
+        frame_id = message.get("id") if isinstance(message.get("id"), int) else None
+        try:
+            reply = self.on_data(message, frames[1:])
+            return None if reply is None else [messages.encode(reply)]
+        except MessageError as exc:
+            return self._reply_error("bad_frame", str(exc), frame_id)
+        except Exception as exc:  # noqa: BLE001 - one bad frame must not stop the server
+            log.exception("%s: data message failed", self.name)
+            return self._reply_error("failed", f"{type(exc).__name__}: {exc}", frame_id)

@@ -1,0 +1,151 @@
+"""Real napari in its own process on a private Xvfb display, fed by a real pipeline run over ZMQ.
+
+Qt's offscreen platform has no OpenGL here, so the viewer starts its own Xvfb (``xvfb: true``); the test
+talks to it only over the control channel, as a user's workflow would.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+
+import numpy as np
+import pytest
+
+from openhcs_rules.demo.synthetic import generate_imagexpress_plate
+from openhcs_rules.formats.registry import discover_plate
+from openhcs_rules.jobs.process_well import iter_site_results
+from openhcs_rules.pipeline import Pipeline, Step
+from openhcs_rules.pipeline.executor import RunContext
+from openhcs_rules.streaming.config import ViewerTarget
+from openhcs_rules.streaming.ensure import ensure_viewers, server_spec
+from openhcs_rules.streaming.frames import FrameMeta
+from openhcs_rules.streaming.hook import make_streamer
+from openhcs_rules.streaming.sender import FrameSender
+from openhcs_rules.zmq.addresses import find_free_base_port
+from openhcs_rules.zmq.client import ControlClient
+from openhcs_rules.zmq.instance import stop_server
+
+pytest.importorskip("napari", reason="napari is not installed (pip install 'openhcs-rules[napari]')")
+pytestmark = [
+    pytest.mark.viewer,
+    pytest.mark.skipif(shutil.which("Xvfb") is None, reason="Xvfb is not installed (apt-get install xvfb)"),
+]
+
+WELLS = ["B02", "C03"]
+PIPELINE = Pipeline(
+    "live",
+    [
+        Step(name="background", func="subtract_background", kwargs={"radius": 10}),
+        Step(name="best_focus", func="project_z", kwargs={"method": "max"}),
+        Step(name="segment", func="segment_nuclei", channel="nuclei"),
+    ],
+)
+
+
+@pytest.fixture(scope="module")
+def napari_viewer(tmp_path_factory):
+    cache = tmp_path_factory.mktemp("cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_CACHE_HOME", str(cache))
+        config = {"napari": {"port": find_free_base_port(), "xvfb": True}, "start_timeout_s": 90}
+        report = ensure_viewers(config)["napari"]
+    assert report["state"] == "started", report
+    yield config, report
+    stop_server(server_spec(ViewerTarget(kind="napari", port=config["napari"]["port"])))
+
+
+@pytest.fixture(scope="module")
+def streamed_plate(napari_viewer, tmp_path_factory):
+    """Run the pipeline on every well of a synthetic plate, streaming to napari; keep what was sent."""
+    config, _ = napari_viewer
+    folder = tmp_path_factory.mktemp("plate") / "plate"
+    generate_imagexpress_plate(folder, plate_name="demo", wells=WELLS, sites=2, channels=2, z_planes=3, shape=(96, 96))
+    plate = discover_plate(folder)
+    names = {i: plate.channel(i).name for i in plate.channel_indices}
+    sent = {}
+    for well in WELLS:
+        with make_streamer(config, plate.name, well, names) as streamer:
+
+            def on_step(step, key, plane, well=well, streamer=streamer):
+                sent[(step.label, well, key)] = np.array(plane)
+                streamer(step, key, plane)
+
+            for _ in iter_site_results(plate, well, PIPELINE, RunContext(channel_names=names, on_step=on_step)):
+                pass
+    return plate, names, sent
+
+
+@pytest.fixture
+def client(napari_viewer):
+    config, _ = napari_viewer
+    with ControlClient("127.0.0.1", config["napari"]["port"], timeout_s=30) as c:
+        yield c
+
+
+def _plane(client, layer, **index):
+    reply, payload = client.request("get_plane", layer=layer, index=index)
+    return np.frombuffer(payload[0], dtype=reply["result"]["dtype"]).reshape(reply["result"]["shape"])
+
+
+def test_napari_holds_a_layer_per_step_and_channel_stacked_over_well_site_t_z(streamed_plate, client):
+    plate, names, _ = streamed_plate
+    layers = {layer["name"]: layer for layer in client.call("layers")}
+    dapi, fitc = names[1], names[2]
+    assert set(layers) == {
+        f"{plate.name} | background | {dapi}",
+        f"{plate.name} | background | {fitc}",
+        f"{plate.name} | best_focus | {dapi}",
+        f"{plate.name} | best_focus | {fitc}",
+        f"{plate.name} | segment | {dapi}",
+    }
+    background = layers[f"{plate.name} | background | {dapi}"]
+    assert background["shape"] == [2, 2, 1, 3, 96, 96] and background["dtype"] == "float32"
+    assert background["axes"] == {"well": WELLS, "site": [1, 2], "t": [1], "z": [1, 2, 3]}
+    assert background["axis_labels"] == ["well", "site", "t", "z", "y", "x"]
+    assert layers[f"{plate.name} | best_focus | {fitc}"]["shape"] == [2, 2, 1, 1, 96, 96]
+    segment = layers[f"{plate.name} | segment | {dapi}"]
+    assert segment["type"] == "labels" and segment["dtype"] == "int32"
+
+
+def test_napari_holds_the_pixels_the_pipeline_produced(streamed_plate, client):
+    plate, names, sent = streamed_plate
+    for (step, well, (site, channel, z, t)), plane in sent.items():
+        got = _plane(client, f"{plate.name} | {step} | {names[channel]}", well=well, site=site, t=t, z=z)
+        np.testing.assert_array_equal(got, plane)
+
+
+def test_the_canvas_shows_something(streamed_plate, client):
+    reply, payload = client.request("screenshot")
+    image = np.frombuffer(payload[0], np.uint8).reshape(reply["result"]["shape"])
+    rgb = image[..., :3].reshape(-1, 3)
+    assert image.shape[2] == 4 and image.shape[0] > 100 and image.shape[1] > 100
+    assert rgb.std() > 5 and len(np.unique(rgb, axis=0)) > 50  # not blank, not one flat color
+
+
+def test_a_fast_producer_is_not_blocked_and_every_frame_is_shown(streamed_plate, client, napari_viewer):
+    config, _ = napari_viewer
+    before = client.ping()["status"]["frames_shown"]
+    sender = FrameSender("127.0.0.1", config["napari"]["port"])
+    frame = np.random.default_rng(0).random((512, 512)).astype(np.float32)
+    started = time.perf_counter()
+    for t in range(1, 5):
+        for z in range(1, 51):
+            assert sender.send(FrameMeta("burst", "A01", 1, 1, z, t, 0, "raw"), frame)
+    send_s = time.perf_counter() - started
+    assert sender.flush(30)
+    sender.close()
+    assert send_s < 5.0 and sender.dropped == 0  # 200 frames of 1 MB: sending never waited on the GUI
+    deadline = time.monotonic() + 30
+    while client.ping()["status"]["frames_shown"] < before + 200 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    layers = {layer["name"]: layer for layer in client.call("layers")}
+    assert layers["burst | raw | w1"]["shape"] == [1, 1, 4, 50, 512, 512]
+    np.testing.assert_array_equal(_plane(client, "burst | raw | w1", well="A01", site=1, t=4, z=50), frame)
+
+
+def test_clear_empties_the_viewer_and_it_keeps_serving(streamed_plate, client):
+    assert client.call("clear")["cleared"] >= 5
+    assert client.call("layers") == []
+    status = client.ping()["status"]
+    assert status["ready"] and status["layers"] == 0

@@ -1,0 +1,148 @@
+"""The dual-channel server and client over real ZMQ sockets: handshake, errors, CURVE, ports in use."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+
+import pytest
+import zmq
+
+from openhcs_rules.zmq import messages
+from openhcs_rules.zmq.addresses import data_port, find_free_base_port, is_local_host, is_loopback
+from openhcs_rules.zmq.auth import ensure_keys
+from openhcs_rules.zmq.client import ControlClient
+from openhcs_rules.zmq.errors import (
+    AuthenticationError,
+    InsecureBindError,
+    PortInUseError,
+    ServerError,
+    ServerNotResponding,
+)
+from openhcs_rules.zmq.instance import ServerSpec, ensure_server, probe
+from openhcs_rules.zmq.server import DualChannelServer
+
+
+class EchoServer(DualChannelServer):
+    """A server with one command and a data handler that acks, to drive both channels."""
+
+    def on_control(self, message, payload):
+        if message["type"] == "status":
+            return messages.make("reply", result={"echo": True}), []
+        return super().on_control(message, payload)
+
+    def on_data(self, message, payload):
+        return messages.make("ack", id=message["id"])
+
+
+@pytest.fixture
+def server():
+    srv = EchoServer("echo", find_free_base_port())
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+def _raw(socket_type, port):
+    sock = zmq.Context.instance().socket(socket_type)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.RCVTIMEO, 3000)
+    sock.connect(f"tcp://127.0.0.1:{port}")
+    return sock
+
+
+def test_ping_answers_with_the_servers_identity_and_status(server):
+    with ControlClient("127.0.0.1", server.port) as client:
+        pong = client.ping()
+    assert pong["server"]["kind"] == "echo"
+    assert pong["server"]["pid"] == os.getpid()
+    assert (pong["server"]["port"], pong["server"]["data_port"]) == (server.port, server.port + 1000)
+    assert pong["server"]["auth"] == "none"
+    assert pong["status"]["ready"] is True
+
+
+def test_garbage_on_the_control_channel_gets_an_error_reply_and_the_server_keeps_serving(server):
+    sock = _raw(zmq.REQ, server.port)
+    for junk in (b"\x80\x04\x95pickle", b'{"v": 1, "type": "shutdown", "now": true}', b""):
+        sock.send(junk)
+        reply = messages.decode(sock.recv())
+        assert (reply["type"], reply["code"]) == ("error", "bad_message")
+    sock.close()
+    with ControlClient("127.0.0.1", server.port) as client:
+        assert client.ping()["status"]["errors_replied"] == 3
+        with pytest.raises(ServerError, match="does not handle 'macro'"):
+            client.call("macro", code="x")
+        assert client.ping()["server"]["kind"] == "echo"  # still serving after the error reply
+    assert not server.shutdown_requested.is_set()
+
+
+def test_garbage_on_the_data_channel_gets_an_error_reply_and_valid_frames_still_ack(server):
+    sock = _raw(zmq.DEALER, data_port(server.port))
+    sock.send(b"not json")
+    assert messages.decode(sock.recv())["code"] == "bad_message"
+    sock.send(messages.encode(messages.make("ack", id=1)))  # valid JSON, wrong direction: the handler decides
+    assert messages.decode(sock.recv()) == messages.make("ack", id=1)
+    sock.close()
+
+
+def test_a_closed_port_fails_fast_instead_of_waiting_for_the_timeout():
+    with ControlClient("127.0.0.1", find_free_base_port(), timeout_s=10) as client:
+        with pytest.raises(ServerNotResponding, match="connection refused"):
+            client.ping()
+
+
+def test_binding_beyond_loopback_without_keys_is_refused():
+    with pytest.raises(InsecureBindError, match="CURVE"):
+        DualChannelServer("echo", find_free_base_port(), host="0.0.0.0")
+
+
+def test_curve_server_serves_authorized_clients_and_refuses_others(tmp_path):
+    keys = ensure_keys(tmp_path / "keys")
+    intruder = ensure_keys(tmp_path / "intruder")  # a valid keypair the server never authorized
+    (intruder / "server.key").write_bytes((keys / "server.key").read_bytes())  # it knows the server's key
+    srv = EchoServer("echo", find_free_base_port("0.0.0.0"), host="0.0.0.0", keys_dir=keys)
+    srv.start()
+    try:
+        with ControlClient("127.0.0.1", srv.port, keys_dir=keys) as client:
+            assert client.ping()["server"]["auth"] == "curve"
+        with ControlClient("127.0.0.1", srv.port, keys_dir=intruder, timeout_s=5) as client:
+            with pytest.raises(AuthenticationError, match="refused this client's CURVE key"):
+                client.ping()
+        with ControlClient("127.0.0.1", srv.port, timeout_s=5) as client:
+            with pytest.raises(AuthenticationError, match="requires CURVE"):
+                client.ping()
+        with ControlClient("127.0.0.1", srv.port, keys_dir=keys) as client:
+            assert client.ping()["server"]["kind"] == "echo"  # still serving
+    finally:
+        srv.stop()
+
+
+def test_a_port_held_by_something_else_is_reported_with_its_holder_and_left_alone():
+    port = find_free_base_port()
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", port))
+    holder.listen()
+    try:
+        with pytest.raises(PortInUseError, match=f"pid {os.getpid()}"):
+            EchoServer("echo", port).start()
+        spec = ServerSpec("echo", port, command=[sys.executable, "-c", "raise SystemExit(1)"])
+        with pytest.raises(PortInUseError, match="does not answer ping as a viewer, so it is left alone"):
+            ensure_server(spec, timeout_s=5)
+        with socket.create_connection(("127.0.0.1", port), timeout=2):
+            pass  # the holder was not killed: it still accepts connections
+    finally:
+        holder.close()
+
+
+def test_a_server_of_another_kind_on_the_port_is_not_mistaken_for_ours(server):
+    with pytest.raises(PortInUseError, match="held by a 'echo' server"):
+        probe(ServerSpec("napari", server.port))
+
+
+def test_local_and_loopback_hosts():
+    assert is_loopback("127.0.0.1") and is_loopback("localhost")
+    assert not is_loopback("0.0.0.0")
+    assert is_local_host("127.0.0.1") and is_local_host(socket.gethostname())
+    assert not is_local_host("240.0.0.1")  # reserved (class E): no interface can own it
+    assert not is_local_host("no-such-host.invalid")
