@@ -7,7 +7,6 @@ Kept out of ``cli.py`` so that the OMERO tooling lives with the OMERO code; ``cl
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -70,18 +69,10 @@ def add_omero_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from openhcs_rules.errors import OpenHCSError
+    """``python -m openhcs_rules.omero_cli setup-omero ...``: the same as ``openhcs-rules setup-omero ...``."""
+    from openhcs_rules.cli import main as cli_main
 
-    parser = argparse.ArgumentParser(prog="openhcs-rules", description="OMERO commands of openhcs-rules")
-    parser.add_argument("-v", "--verbose", action="store_true")
-    add_omero_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
-    try:
-        return args.func(args)
-    except OpenHCSError as exc:
-        print(f"openhcs-rules {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+    return cli_main(argv)
 
 
 if __name__ == "__main__":

@@ -161,20 +161,10 @@ def add_viewer_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m openhcs_rules.viewers_cli viewer ...`` (the same as ``openhcs-rules viewer ...``)."""
-    import logging
+    """``python -m openhcs_rules.viewers_cli viewer ...``: the same as ``openhcs-rules viewer ...``."""
+    from openhcs_rules.cli import main as cli_main
 
-    from openhcs_rules.errors import OpenHCSError
-
-    parser = argparse.ArgumentParser(prog="openhcs-rules")
-    add_viewer_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        return args.func(args)
-    except OpenHCSError as exc:
-        print(f"openhcs-rules viewer {args.viewer_command}: error: {exc}", file=sys.stderr)
-        return 2
+    return cli_main(argv)
 
 
 if __name__ == "__main__":
