@@ -88,7 +88,7 @@ def write_well_images(out_dir: str | Path, fields: dict[int, FieldData], pyramid
             write_field(root, index, fields[index], pyramid_levels)
 
 
-def _link_tree(source: Path, target: Path) -> None:
+def link_tree(source: Path, target: Path) -> None:
     """Mirror ``source`` into ``target``: chunk files hard-linked (copied across filesystems), metadata copied."""
     for directory, _, files in os.walk(source):
         rel = Path(directory).relative_to(source)
@@ -154,7 +154,7 @@ def assemble_plate_zarr(
             field_count = max(field_count, len(fields))
             well_group = root.require_group(rows[r]).require_group(columns[c])
             for field in fields:
-                _link_tree(source / field, tmp / rows[r] / columns[c] / field)
+                link_tree(source / field, tmp / rows[r] / columns[c] / field)
             write_well_metadata(well_group, [{"path": f, "acquisition": 0} for f in fields])
             for field in fields:
                 field_group = zarr.open_group(store=str(tmp / rows[r] / columns[c] / field), mode="r+")

@@ -18,15 +18,16 @@ from openhcs_rules.plate.naming import parse_well_name, row_name
 log = logging.getLogger(__name__)
 
 
-def read_ground_truth(plate_root: str | Path) -> dict[str, int] | None:
-    """Per-well true object counts when the plate ships them (synthetic demo plates), else None."""
-    path = Path(plate_root) / "ground_truth.csv"
-    if not path.exists():
+def true_counts_per_well(plate: PlateStructure) -> dict[str, int] | None:
+    """Per-well true object counts (all sites and timepoints) for generated demo plates, else None."""
+    from openhcs_rules.demo.synthetic import GROUND_TRUTH_FILE, read_ground_truth
+
+    if not (Path(plate.root) / GROUND_TRUTH_FILE).is_file():
         return None
     totals: dict[str, int] = {}
-    with path.open() as handle:
-        for row in csv.DictReader(handle):
-            totals[row["well"]] = totals.get(row["well"], 0) + int(row["true_count"])
+    for t in plate.timepoints:
+        for well, sites in read_ground_truth(plate.root, t).items():
+            totals[well] = totals.get(well, 0) + sum(sites.values())
     return totals
 
 
@@ -48,7 +49,7 @@ def concat_objects(plate_name: str, well_dirs: dict[str, Path], out_csv: str | P
 
 
 def well_rows(plate: PlateStructure, summaries: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    truth = read_ground_truth(plate.root)
+    truth = true_counts_per_well(plate)
     rows = []
     for well in sorted(summaries, key=parse_well_name):
         summary = summaries[well]
@@ -114,12 +115,12 @@ def plot_heatmap(
 
 def link_tiff_images(well_dirs: dict[str, Path], out_dir: str | Path) -> None:
     """Disk backend: gather each well's TIFFs under ``images/<well>/`` (hard links, no pixel copy)."""
-    from openhcs_rules.io.zarr_plate import _link_tree
+    from openhcs_rules.io.zarr_plate import link_tree
 
     with atomic_path(out_dir) as tmp:
         tmp.mkdir()
         for well, folder in well_dirs.items():
-            _link_tree(folder / "images", tmp / well)
+            link_tree(folder / "images", tmp / well)
 
 
 def assemble_plate(

@@ -68,16 +68,6 @@ def iter_site_results(
             yield run_pipeline(pipeline, planes, context)
 
 
-def run_well(plate: PlateStructure, well_name: str, pipeline: Pipeline, context: RunContext) -> WellResult:
-    """Run the pipeline over a whole well and keep every result in memory (for callers that want it all)."""
-    merged = WellResult(images={})
-    for part in iter_site_results(plate, well_name, pipeline, context):
-        merged.images.update(part.images)
-        merged.labels.update(part.labels)
-        merged.objects.extend(part.objects)
-    return merged
-
-
 class WellImageSink:
     """Writes each site's images as soon as it is computed, in a background thread, into one atomic folder.
 
@@ -153,22 +143,6 @@ def _field_arrays(result: WellResult) -> dict[int, tuple[np.ndarray, np.ndarray 
                         labels[ts.index(t), zs.index(z)] = plane
         fields[site] = (image, labels)
     return fields
-
-
-def write_well_outputs(
-    result: WellResult,
-    plate: PlateStructure,
-    well_name: str,
-    out_dir: str | Path,
-    backend: str = "zarr",
-    pyramid_levels: int = 3,
-    elapsed_s: float | None = None,
-) -> dict[str, Any]:
-    """Write a whole well's images (zarr or TIFF), ``objects.csv`` and finally ``summary.json``."""
-    out = Path(out_dir)
-    with WellImageSink(out / _IMAGE_FOLDERS[backend], backend, well_name, pyramid_levels) as sink:
-        sink.submit(result)
-    return write_tables(result.objects, plate, well_name, out, elapsed_s)
 
 
 _IMAGE_FOLDERS = {"zarr": "images.zarr", "disk": "images"}

@@ -11,7 +11,8 @@ ones.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -136,6 +137,20 @@ def publish_fields(
     return report
 
 
+@contextmanager
+def _session_for(plate: PlateStructure, session: OmeroSession | None) -> Iterator[OmeroSession]:
+    """The caller's session as is, or a new one from the plate's parameters that is closed afterwards."""
+    if session is not None:
+        yield session
+        return
+    params, _ = plate_params(plate)
+    own = OmeroSession(params)
+    try:
+        yield own
+    finally:
+        own.close()
+
+
 def publish_well(
     plate: PlateStructure | str | Path,
     well: str,
@@ -150,19 +165,13 @@ def publish_well(
     """
     plate = _as_plate(plate)
     out = Path(out_dir)
-    params, _ = plate_params(plate)
-    own = session is None
-    session = session or OmeroSession(params)
-    try:
+    with _session_for(plate, session) as session:
         derived = ensure_derived_plate(session, plate, output)
         report = publish_fields(session, plate, well, read_well_fields(out), output, derived)
         for path in sorted(p for p in out.iterdir() if p.is_file() and is_result_file(p.name)):
             kind, object_id = resolve(session, derived, target_for_path(f"{well}/{path.name}"))
             _, action = put_file(session, kind, object_id, path.name, path.read_bytes())
             report.files[path.name] = action
-    finally:
-        if own:
-            session.close()
     created = sum(s.action != "reused" for s in report.sites)
     log.info(
         "%s %s: %d field(s) in derived OMERO plate %d (%d written), files %s",
@@ -184,10 +193,7 @@ def publish_plate(
     """
     plate = _as_plate(plate)
     out = Path(out_dir)
-    params, _ = plate_params(plate)
-    own = session is None
-    session = session or OmeroSession(params)
-    try:
+    with _session_for(plate, session) as session:
         derived = ensure_derived_plate(session, plate, output)
         report = PublishReport(derived.plate_id)
         missing = wells_without_images(session, derived, plate.well_names)
@@ -202,8 +208,5 @@ def publish_plate(
             kind, object_id = resolve(session, derived, target_for_path(path.name))
             _, action = put_file(session, kind, object_id, path.name, path.read_bytes())
             report.files[path.name] = action
-    finally:
-        if own:
-            session.close()
     log.info("%s: derived OMERO plate %d, files %s", plate.name, report.derived_plate_id, report.files)
     return report
