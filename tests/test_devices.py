@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import csv
+import os
 import subprocess
 import sys
 import time
 from collections import Counter
 
 import pytest
+from workflow_helpers import snakemake, write_config
 
 from openhcs_rules.pipeline.devices import claim_device
 
@@ -71,3 +74,72 @@ def test_a_finished_or_killed_job_frees_its_slot(tmp_path):
 def test_no_devices_is_an_error(tmp_path):
     with pytest.raises(ValueError):
         claim_device(0, tmp_path)
+
+
+# --- on a real GPU (skipped without one) -----------------------------------------------------------------
+
+REAL_CLAIMER = """
+import logging, sys, time
+import cupy
+from openhcs_rules.pipeline.devices import select_device
+logging.basicConfig(level=logging.INFO)
+device = select_device()
+cupy.arange(10).sum()  # a kernel on the claimed device
+print(device, cupy.cuda.Device().id, flush=True)
+time.sleep(float(sys.argv[1]))
+"""
+
+
+def _gpu_count() -> int:
+    from openhcs_rules.pipeline.memory import gpu_available
+
+    if not gpu_available():
+        pytest.skip("needs cupy and a CUDA device")
+    from openhcs_rules.pipeline.devices import visible_device_count
+
+    return visible_device_count()
+
+
+@pytest.mark.gpu
+def test_concurrent_jobs_on_real_gpus_use_every_visible_device_evenly(tmp_path):
+    devices = _gpu_count()
+    jobs = 2 * devices + 1
+    env = dict(os.environ, OPENHCS_GPU_LOCK_DIR=str(tmp_path))
+    procs = [
+        subprocess.Popen([sys.executable, "-c", REAL_CLAIMER, "5"], stdout=subprocess.PIPE, text=True, env=env)
+        for _ in range(jobs)
+    ]
+    got = []
+    for proc in procs:
+        claimed, current = (int(v) for v in proc.stdout.readline().split())
+        assert claimed == current  # cupy's current device is the claimed one
+        got.append(claimed)
+    for proc in procs:
+        proc.wait(timeout=30)
+        proc.stdout.close()
+    counts = Counter(got)
+    assert set(counts) == set(range(devices))
+    assert max(counts.values()) <= -(-jobs // devices)  # at most ceil(jobs / devices) deep
+
+
+@pytest.mark.gpu
+@pytest.mark.workflow
+def test_workflow_on_the_gpu_matches_the_numpy_run(tmp_path):
+    _gpu_count()
+    spec = {"wells": ["B02", "B03", "C02", "C03"], "sites": 2, "z_planes": 3, "size": 512, "seed": 5}
+    counts = {}
+    for memory_type in ("numpy", "cupy"):
+        folder = tmp_path / memory_type
+        folder.mkdir()
+        config = write_config(
+            folder, {"plates": {"demo": {"source": "synthetic", "synthetic": spec}}, "gpu": memory_type}
+        )
+        done = snakemake(folder, config, "--cores", "4", env={"OPENHCS_GPU_LOCK_DIR": str(tmp_path / "locks")})
+        assert done.returncode == 0, done.stderr[-3000:]
+        with (folder / "results" / "demo" / "wells.csv").open() as handle:
+            counts[memory_type] = {row["well"]: int(row["n_objects"]) for row in csv.DictReader(handle)}
+        logs = "".join(path.read_text() for path in (folder / "logs").rglob("*.log"))
+        assert ("claimed GPU 0" in logs) == (memory_type == "cupy")
+    for well, expected in counts["numpy"].items():
+        # labels may differ where two equal seeds tie (test_functions_gpu.py): counts within 1
+        assert abs(counts["cupy"][well] - expected) <= 1, (well, counts)

@@ -11,18 +11,22 @@ only the allocated devices are visible, so the job claims among exactly those.
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import tempfile
 from pathlib import Path
 from typing import IO
+
+log = logging.getLogger(__name__)
 
 #: per-process claim, kept open for the life of the job (closing it would release the lock)
 _CLAIM: IO[bytes] | None = None
 
 
 def default_lock_dir() -> Path:
-    """One folder per user on this host (device numbering is per host)."""
-    return Path(tempfile.gettempdir()) / f"openhcs-gpu-slots-{os.getuid()}"
+    """One folder per user on this host (device numbering is per host); ``OPENHCS_GPU_LOCK_DIR`` overrides it."""
+    override = os.environ.get("OPENHCS_GPU_LOCK_DIR")
+    return Path(override) if override else Path(tempfile.gettempdir()) / f"openhcs-gpu-slots-{os.getuid()}"
 
 
 def claim_device(device_count: int, lock_dir: str | Path | None = None, max_slots: int = 64) -> tuple[int, IO[bytes]]:
@@ -58,6 +62,10 @@ def select_device() -> int:
     global _CLAIM
     import cupy  # type: ignore[import-not-found]
 
-    device, _CLAIM = claim_device(visible_device_count())
+    count = visible_device_count()
+    device, _CLAIM = claim_device(count)
     cupy.cuda.Device(device).use()
+    slot = Path(_CLAIM.name).stem.split(".")[-1]
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "all")
+    log.info("claimed GPU %d of %d (%s; CUDA_VISIBLE_DEVICES=%s)", device, count, slot, visible)
     return device
