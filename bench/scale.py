@@ -3,20 +3,23 @@
 1. `snakemake -n` wall time and peak memory for 1, 10 and 100 plates of 384 wells (and one 1536-well
    plate). Plate structures are synthetic `plate.json` files (no pixels), as the discover checkpoint
    leaves them, so the plan covers every well job.
-2. Scheduler submissions per 384-well plate with and without the cluster profiles' well groups
-   (group-components 24): discover + flat field + assemble, plus one submission per well or per 24 wells.
-   tests/test_cluster.py checks this arithmetic against a real Slurm (3 wells, 2 per group -> 2).
+   Each plan is made twice: with the default `wells_per_job: auto` (a plate in at most 16 jobs) and
+   with one job per well (`wells_per_job: 1`, the baseline).
+2. Scheduler submissions per 384-well plate, read off the plan's job counts: discover + flat field +
+   assemble, plus one per well job (every job is one submission under the cluster profiles).
+   tests/test_cluster.py checks this against a real Slurm (3 wells, 2 per job -> 2 well submissions).
 3. Snakemake's overhead per job: 48 trivial `shell: "true"` jobs, --cores 2, wall time per job.
 
-Baseline for (1): the goal of 30 s for 100 x 384 wells on this 2-core machine.
-Run: python bench/scale.py            (add --run-1536 to really run a 1536-well plate instead)
+Baselines for (1): one job per well, and the goal of 30 s for 100 x 384 wells on this 2-core machine.
+Run: python bench/scale.py            (or --run-1536 / --run-100x384 to really run such a screen instead;
+     BENCH_CORES sets --cores, default all cores)
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -26,10 +29,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-GROUP_SIZE = 24
 
-
-def make_screen(folder: Path, plates: int, wells_per_plate: int) -> Path:
+def make_screen(folder: Path, plates: int, wells_per_plate: int, wells_per_job: int | str = "auto") -> Path:
     """Config + discovered plate.json files for ``plates`` plates (one site/channel/plane per well)."""
     from openhcs_rules.plate.model import ChannelInfo, ImageKey, ImageStructure, PlateStructure, build_wells
     from openhcs_rules.plate.naming import layout_for_well_count, well_name
@@ -59,13 +60,14 @@ def make_screen(folder: Path, plates: int, wells_per_plate: int) -> Path:
         plate.save_json(folder / "results" / name / "plate.json")
         lines.append(f"  {name}: {{source: disk, path: {data}}}")
     lines.append(f"pipeline: {REPO / 'config' / 'pipelines' / 'nuclei_count.py'}")
+    lines.append(f"wells_per_job: {wells_per_job}")
     config = folder / "screen.yaml"
     config.write_text("\n".join(lines) + "\n")
     return config
 
 
-def timed_dry_run(folder: Path, config: Path) -> tuple[float, float, int]:
-    """(wall s, peak RSS MB of snakemake, planned jobs) for `snakemake -n`."""
+def timed_dry_run(folder: Path, config: Path) -> tuple[float, float, dict[str, int]]:
+    """(wall s, peak RSS MB of snakemake, planned jobs per rule and 'total') for `snakemake -n`."""
     command = [
         "/usr/bin/time",
         "-f",
@@ -91,8 +93,12 @@ def timed_dry_run(folder: Path, config: Path) -> tuple[float, float, int]:
     if done.returncode != 0:
         raise SystemExit(done.stderr[-3000:])
     peak_kb = int(done.stderr.strip().splitlines()[-1])
-    total = next(int(line.split()[-1]) for line in done.stdout.splitlines() if line.startswith("total"))
-    return wall, peak_kb / 1024, total
+    counts = {}
+    for line in done.stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1].isdigit():
+            counts[parts[0]] = int(parts[1])
+    return wall, peak_kb / 1024, counts
 
 
 def per_job_overhead(jobs: int = 48) -> float:
@@ -111,22 +117,24 @@ def per_job_overhead(jobs: int = 48) -> float:
         return (time.perf_counter() - start) / jobs
 
 
-def run_1536(folder: Path) -> dict[str, float]:
-    """Really run a 1536-well plate (96x96 px, one site/channel/plane per well) with --cores 2."""
-    from openhcs_rules.demo.synthetic import generate_imagexpress_plate
-    from openhcs_rules.plate.naming import well_name
+def run_screen(folder: Path, plates: int, wells: int, cores: int) -> dict[str, float]:
+    """Really run ``plates`` plates of ``wells`` tiny wells (96x96 px, one site/channel/plane) end to end.
 
-    wells = [well_name(r, c) for r in range(32) for c in range(48)]
+    One plate folder is generated and named ``plates`` times in the config: each plate is still discovered,
+    flat-fielded, processed and assembled on its own.
+    """
+    from openhcs_rules.demo.synthetic import generate_imagexpress_plate
+    from openhcs_rules.plate.naming import layout_for_well_count, well_name
+
+    rows, columns = layout_for_well_count(wells)
+    names = [well_name(r, c) for r in range(rows) for c in range(columns)]
     start = time.perf_counter()
-    generate_imagexpress_plate(
-        folder / "plate1536", "plate1536", wells=wells, sites=1, channels=1, z_planes=1, shape=(96, 96), seed=4
-    )
+    data = folder / "plate_data"
+    generate_imagexpress_plate(data, "scale", wells=names, sites=1, channels=1, z_planes=1, shape=(96, 96), seed=4)
     generated = time.perf_counter() - start
     config = folder / "screen.yaml"
-    config.write_text(
-        f"plates:\n  plate1536: {{source: disk, path: {folder / 'plate1536'}}}\n"
-        f"pipeline: {REPO / 'config' / 'pipelines' / 'nuclei_count.py'}\n"
-    )
+    entries = "".join(f"  plate{i:03d}: {{source: disk, path: {data}}}\n" for i in range(plates))
+    config.write_text(f"plates:\n{entries}pipeline: {REPO / 'config' / 'pipelines' / 'nuclei_count.py'}\n")
     command = [
         sys.executable,
         "-m",
@@ -138,56 +146,85 @@ def run_1536(folder: Path) -> dict[str, float]:
         "--configfile",
         str(config),
         "--cores",
-        "2",
+        str(cores),
         "--quiet",
     ]
     start = time.perf_counter()
     subprocess.run(command, check=True, capture_output=True, env=dict(os.environ, PYTHONPATH=str(REPO)))
     wall = time.perf_counter() - start
-    rows = (folder / "results" / "plate1536" / "wells.csv").read_text().strip().splitlines()[1:]
-    return {"run_1536_s": round(wall, 1), "run_1536_wells": len(rows), "generate_1536_s": round(generated, 1)}
+    done = sum(
+        len((folder / "results" / f"plate{i:03d}" / "wells.csv").read_text().strip().splitlines()) - 1
+        for i in range(plates)
+    )
+    logs = [path.read_text() for path in (folder / "logs").glob("*/chunks/*.log")]
+    slots = [int(m) for text in logs for m in re.findall(r"claimed GPU \d+ of \d+ \(slot(\d+)", text)]
+    return {
+        "run_s": round(wall, 1),
+        "run_jobs_on_gpu": len(slots),
+        "run_max_jobs_per_gpu": max(slots) + 1 if slots else 0,
+        "run_wells": done,
+        "run_wells_per_s": round(done / wall, 2),
+        "run_cores": cores,
+        "generate_s": round(generated, 1),
+    }
 
 
 def main() -> None:
-    if "--run-1536" in sys.argv:
-        with tempfile.TemporaryDirectory() as tmp:
-            result = run_1536(Path(tmp))
-        print(
-            f"1536-well plate run end to end with --cores 2: {result['run_1536_s']} s, "
-            f"{result['run_1536_wells']} wells in wells.csv"
-        )
-        print(json.dumps(result))
-        return
+    run = {"--run-1536": (1, 1536), "--run-100x384": (100, 384)}
+    for flag, (plates, wells) in run.items():
+        if flag in sys.argv:
+            cores = int(os.environ.get("BENCH_CORES", os.cpu_count() or 2))
+            with tempfile.TemporaryDirectory() as tmp:
+                result = run_screen(Path(tmp), plates, wells, cores)
+            print(f"{'plates':>6} {'wells/plate':>11} {'cores':>5} {'wall s':>8} {'wells done':>10} {'wells/s':>8}")
+            print(
+                f"{plates:6d} {wells:11d} {cores:5d} {result['run_s']:8.1f} {result['run_wells']:10d} "
+                f"{result['run_wells_per_s']:8.2f}"
+            )
+            print(json.dumps({f"{key}_{plates}x{wells}": value for key, value in result.items()}))
+            return
     rows = []
     for plates, wells in ((1, 384), (10, 384), (100, 384), (1, 1536)):
-        with tempfile.TemporaryDirectory() as tmp:
-            config = make_screen(Path(tmp), plates, wells)
-            wall, peak, jobs = timed_dry_run(Path(tmp), config)
-        rows.append((plates, wells, jobs, wall, peak))
-    ungrouped = 384 + 3
-    grouped = math.ceil(384 / GROUP_SIZE) + 3
+        for wells_per_job in ("auto", 1):
+            with tempfile.TemporaryDirectory() as tmp:
+                config = make_screen(Path(tmp), plates, wells, wells_per_job)
+                wall, peak, counts = timed_dry_run(Path(tmp), config)
+            rows.append((plates, wells, wells_per_job, counts, wall, peak))
     overhead = per_job_overhead()
 
-    print(f"{'plates':>6} {'wells/plate':>11} {'jobs planned':>12} {'dry-run s':>10} {'peak MB':>8}")
-    for plates, wells, jobs, wall, peak in rows:
-        print(f"{plates:6d} {wells:11d} {jobs:12d} {wall:10.2f} {peak:8.0f}")
-    plan_100 = next(r for r in rows if r[0] == 100)
-    print(f"100 x 384 plan: {plan_100[3]:.1f} s vs goal 30 s (ratio {plan_100[3] / 30:.2f})")
+    def row(plates: int, wells: int, wells_per_job: int | str) -> tuple:
+        return next(r for r in rows if r[:3] == (plates, wells, wells_per_job))
+
+    def submissions(plates: int, wells: int, wells_per_job: int | str) -> float:
+        counts = row(plates, wells, wells_per_job)[3]
+        return (counts["total"] - counts.get("all", 0)) / plates
+
+    print(f"{'plates':>6} {'wells/plate':>11} {'wells/job':>9} {'jobs planned':>12} {'dry-run s':>10} {'peak MB':>8}")
+    for plates, wells, wells_per_job, counts, wall, peak in rows:
+        print(f"{plates:6d} {wells:11d} {wells_per_job!s:>9} {counts['total']:12d} {wall:10.2f} {peak:8.0f}")
+    auto_100, single_100 = row(100, 384, "auto"), row(100, 384, 1)
     print(
-        f"submissions per 384-well plate: {ungrouped} ungrouped, {grouped} with groups of {GROUP_SIZE} wells "
-        f"({ungrouped / grouped:.1f}x fewer)"
+        f"100 x 384 plan: {auto_100[4]:.1f} s with wells_per_job auto, {single_100[4]:.1f} s with one job per well "
+        f"(ratio {auto_100[4] / single_100[4]:.3f}); goal 30 s (ratio {auto_100[4] / 30:.2f})"
+    )
+    grouped, ungrouped = submissions(1, 384, "auto"), submissions(1, 384, 1)
+    print(
+        f"submissions per 384-well plate: {ungrouped:.0f} with one job per well, {grouped:.0f} with "
+        f"wells_per_job auto ({ungrouped / grouped:.1f}x fewer); 1536-well plate: {submissions(1, 1536, 'auto'):.0f}"
     )
     print(f"snakemake overhead per trivial job (48 jobs, --cores 2): {overhead * 1000:.0f} ms")
     print(
         json.dumps(
             {
-                "plan_s_1x384": round(rows[0][3], 2),
-                "plan_s_10x384": round(rows[1][3], 2),
-                "plan_s_100x384": round(plan_100[3], 2),
-                "plan_peak_mb_100x384": round(plan_100[4], 1),
-                "plan_s_1x1536": round(rows[3][3], 2),
-                "submissions_per_plate_ungrouped": ungrouped,
-                "submissions_per_plate_grouped": grouped,
+                "plan_s_1x384": round(row(1, 384, "auto")[4], 2),
+                "plan_s_10x384": round(row(10, 384, "auto")[4], 2),
+                "plan_s_100x384": round(auto_100[4], 2),
+                "plan_peak_mb_100x384": round(auto_100[5], 1),
+                "plan_s_100x384_one_job_per_well": round(single_100[4], 2),
+                "plan_peak_mb_100x384_one_job_per_well": round(single_100[5], 1),
+                "plan_s_1x1536": round(row(1, 1536, "auto")[4], 2),
+                "submissions_per_plate_ungrouped": round(ungrouped),
+                "submissions_per_plate_grouped": round(grouped),
                 "snakemake_overhead_ms_per_trivial_job": round(overhead * 1000, 1),
             }
         )

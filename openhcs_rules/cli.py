@@ -86,6 +86,25 @@ def _cmd_process_well(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_process_wells(args: argparse.Namespace) -> int:
+    from openhcs_rules.jobs.process_wells import process_wells
+
+    process_wells(
+        args.plate_json,
+        args.chunk,
+        args.pipeline,
+        args.wells_dir,
+        args.manifest,
+        args.illumination,
+        _nuclei_channel(args.nuclei_channel),
+        args.gpu,
+        args.backend,
+        args.pyramid_levels,
+        json.loads(args.streaming) if args.streaming else None,
+    )
+    return 0
+
+
 def _cmd_assemble(args: argparse.Namespace) -> int:
     from openhcs_rules.jobs.assemble import assemble_plate
 
@@ -158,7 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-images", type=int, default=64)
     p.set_defaults(func=_cmd_illumination)
 
-    p = sub.add_parser("process-well", help="(rule) run the pipeline on one well")
+    p = sub.add_parser("process-well", help="run the pipeline on one well (outside the workflow)")
     p.add_argument("--plate-json", required=True)
     p.add_argument("--well", required=True)
     p.add_argument("--pipeline", required=True)
@@ -170,6 +189,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pyramid-levels", type=int, default=3)
     p.add_argument("--streaming", default="", help="the config's streaming block as JSON (live viewers)")
     p.set_defaults(func=_cmd_process_well)
+
+    p = sub.add_parser("process-wells", help="(rule) run the pipeline on a chunk of wells, skipping finished ones")
+    p.add_argument("--plate-json", required=True)
+    p.add_argument("--chunk", required=True, help="a well (B02) or a run of wells in plate order (B02-B09)")
+    p.add_argument("--pipeline", required=True)
+    p.add_argument("--wells-dir", required=True, help="each well's outputs go to WELLS_DIR/<well>/")
+    p.add_argument("--manifest", required=True, help="written last, once every well of the chunk is done")
+    p.add_argument("--illumination")
+    p.add_argument("--nuclei-channel")
+    p.add_argument("--gpu", default="auto", choices=["auto", "numpy", "cupy"])
+    p.add_argument("--backend", default="zarr", choices=["zarr", "disk"])
+    p.add_argument("--pyramid-levels", type=int, default=3)
+    p.add_argument("--streaming", default="", help="the config's streaming block as JSON (live viewers)")
+    p.set_defaults(func=_cmd_process_wells)
 
     p = sub.add_parser("assemble", help="(rule) build the plate's OME-Zarr, CSV tables and heatmap")
     p.add_argument("--plate-json", required=True)

@@ -43,18 +43,18 @@ def _last_job_id() -> int:
 
 
 def test_slurm_profile_gives_the_local_results(slurm, tmp_path, local_reference):
-    config = write_config(tmp_path, {"plates": {"demo": {"source": "synthetic", "synthetic": SMALL}}})
+    # 2 wells per job: 3 wells -> 2 well submissions (B02-B03, C02)
+    screen = {"plates": {"demo": {"source": "synthetic", "synthetic": SMALL}}, "wells_per_job": 2}
+    config = write_config(tmp_path, screen)
     before = _last_job_id()
-    # 2 wells per submission (the profile says 24): 3 wells -> ceil(3 / 2) = 2 well submissions
-    grouping = ("--group-components", "wells=2")
-    done = snakemake(tmp_path, config, "--profile", str(REPO / "profiles" / "slurm"), *SLURM_FAST, *grouping)
+    done = snakemake(tmp_path, config, "--profile", str(REPO / "profiles" / "slurm"), *SLURM_FAST)
     assert done.returncode == 0, done.stderr[-4000:]
     assert _outputs(tmp_path) == local_reference
     submissions = _submissions_since(before)
-    # generate + discover + illumination + 2 well groups + assemble
+    # generate + discover + illumination + 2 well chunks + assemble
     assert len(submissions) == 6, submissions
     assert all(state == "COMPLETED" for _, state, _ in submissions)
-    assert max(int(cpus) for _, _, cpus in submissions) <= 2  # the well group is bounded by --cores
+    assert max(int(cpus) for _, _, cpus in submissions) == 1  # every job asks for what one well needs
 
 
 def test_pbs_profile_runs_through_torque_compatible_qsub(slurm, tmp_path, local_reference):

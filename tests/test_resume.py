@@ -15,7 +15,8 @@ pytestmark = pytest.mark.workflow
 SPEC = {"wells": ["B02", "B03", "C02", "C03"], "sites": 2, "z_planes": 3, "size": 512, "seed": 9}
 
 
-def test_killed_run_resumes_with_only_the_unfinished_wells(tmp_path):
+@pytest.mark.parametrize("wells_per_job", [1, 4])
+def test_killed_run_resumes_with_only_the_unfinished_wells(tmp_path, wells_per_job):
     reference = tmp_path / "reference"
     reference.mkdir()
     config = write_config(reference, {"plates": {"demo": {"source": "synthetic", "synthetic": SPEC}}})
@@ -23,7 +24,9 @@ def test_killed_run_resumes_with_only_the_unfinished_wells(tmp_path):
 
     folder = tmp_path / "interrupted"
     folder.mkdir()
-    config = write_config(folder, {"plates": {"demo": {"source": "synthetic", "synthetic": SPEC}}})
+    config = write_config(
+        folder, {"plates": {"demo": {"source": "synthetic", "synthetic": SPEC}}, "wells_per_job": wells_per_job}
+    )
     wells = folder / "results" / "demo" / "wells"
     command = snakemake_command(folder, config, "--cores", "1")
     run = subprocess.Popen(
@@ -48,7 +51,11 @@ def test_killed_run_resumes_with_only_the_unfinished_wells(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     for well, mtime in finished.items():  # finished wells were not redone
         assert (wells / well / "summary.json").stat().st_mtime_ns == mtime
-    redone = [line for line in done.stderr.splitlines() if "wildcards:" in line and "well=" in line]
-    assert len(redone) == 4 - len(finished), redone
+    if wells_per_job == 1:  # one job per unfinished well
+        redone = [line for line in done.stderr.splitlines() if "wildcards:" in line and "chunk=" in line]
+        assert len(redone) == 4 - len(finished), redone
+    else:  # the one job of all four wells skips the finished ones
+        log = (folder / "logs" / "demo" / "chunks" / "B02-C03.log").read_text()
+        assert log.count("already done") == len(finished), log
     for name in ("objects.csv", "wells.csv"):
         assert (folder / "results" / "demo" / name).read_text() == (reference / "results" / "demo" / name).read_text()

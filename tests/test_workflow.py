@@ -84,9 +84,18 @@ def test_unknown_pipeline_function_fails_naming_file_and_line(tmp_path, fixtures
     config = write_config(tmp_path, {"plates": plates, "pipeline": str(pipeline)})
     done = snakemake(tmp_path, config)
     assert done.returncode != 0
-    log = (tmp_path / "logs" / "p3420" / "wells" / "B02.log").read_text()
-    assert "bad_pipeline.py:3: unknown function 'segment_nucleus'. Did you mean 'segment_nuclei'?" in log
-    assert not (tmp_path / "results" / "p3420" / "wells" / "B02" / "summary.json").exists()
+    message = "bad_pipeline.py:3: unknown function 'segment_nucleus'. Did you mean 'segment_nuclei'?"
+    assert message in done.stderr
+    assert not (tmp_path / "results").exists()  # stopped before any job
+
+    from openhcs_rules.errors import PipelineError
+    from openhcs_rules.jobs.discover import discover
+    from openhcs_rules.jobs.process_wells import process_wells
+
+    discover("p3420", plates["p3420"]["path"], tmp_path / "plate.json")
+    with pytest.raises(PipelineError, match="segment_nucleus"):  # the job itself refuses it too
+        process_wells(tmp_path / "plate.json", "B02", pipeline, tmp_path / "w", tmp_path / "m.json", gpu="numpy")
+    assert not (tmp_path / "w" / "B02" / "summary.json").exists()
 
 
 def test_folder_of_no_known_format_names_the_folder(tmp_path):
@@ -100,13 +109,18 @@ def test_folder_of_no_known_format_names_the_folder(tmp_path):
     assert f"{folder}" in log and "is not a plate folder of any supported format" in log
 
 
-def test_corrupt_tiff_fails_its_well_only_and_a_rerun_redoes_only_that_well(tmp_path, fixtures_dir):
+@pytest.mark.parametrize(("wells_per_job", "failed_job"), [(1, "B03"), (2, "B02-B03")])
+def test_corrupt_tiff_fails_its_well_only_and_a_rerun_redoes_only_that_well(
+    tmp_path, fixtures_dir, wells_per_job, failed_job
+):
     plate = tmp_path / "plate"
     shutil.copytree(fixtures_dir / FIXTURE_PLATES["p3435"], plate)
     bad = plate / "TimePoint_1" / "9987_B03_s2_w1.TIF"
     good_bytes = bad.read_bytes()
     bad.write_bytes(good_bytes[: len(good_bytes) // 2])
-    config = write_config(tmp_path, {"plates": {"p": {"source": "disk", "path": str(plate)}}})
+    config = write_config(
+        tmp_path, {"plates": {"p": {"source": "disk", "path": str(plate)}}, "wells_per_job": wells_per_job}
+    )
 
     done = snakemake(tmp_path, config, "--keep-going")
     assert done.returncode != 0
@@ -114,8 +128,10 @@ def test_corrupt_tiff_fails_its_well_only_and_a_rerun_redoes_only_that_well(tmp_
     assert (wells / "B02" / "summary.json").exists()
     assert not (wells / "B03").exists() or not any((wells / "B03").iterdir())  # nothing that looks complete
     assert not (tmp_path / "results" / "p" / "wells.csv").exists()
-    log = (tmp_path / "logs" / "p" / "wells" / "B03.log").read_text()
+    assert not (tmp_path / "results" / "p" / "chunks" / f"{failed_job}.json").exists()
+    log = (tmp_path / "logs" / "p" / "chunks" / f"{failed_job}.log").read_text()
     assert "9987_B03_s2_w1.TIF" in log and "truncated or corrupt" in log
+    assert "1 of" in log and "B03: " in log  # the job names its failed well(s)
 
     b02_summary = (wells / "B02" / "summary.json").read_text()
     b02_mtime = (wells / "B02" / "summary.json").stat().st_mtime_ns
@@ -124,6 +140,8 @@ def test_corrupt_tiff_fails_its_well_only_and_a_rerun_redoes_only_that_well(tmp_
     assert done.returncode == 0, done.stderr[-3000:]
     assert (wells / "B02" / "summary.json").stat().st_mtime_ns == b02_mtime  # not redone
     assert (wells / "B02" / "summary.json").read_text() == b02_summary
+    if wells_per_job == 2:  # B02 shares the rerun job with B03 and is skipped inside it
+        assert "B02: already done" in (tmp_path / "logs" / "p" / "chunks" / f"{failed_job}.log").read_text()
     assert [row["well"] for row in _rows(tmp_path / "results" / "p" / "wells.csv")] == ["B02", "B03"]
 
 

@@ -1,1 +1,1 @@
-"""The work of each workflow rule (discover, illumination, process_well, assemble), callable without Snakemake."""
+"""The work of each workflow rule (discover, illumination, process_wells, assemble), callable without Snakemake."""

@@ -33,7 +33,7 @@ def _readable(plate: PlateStructure, images: list[ImageStructure], read_plane: A
     """Planes of the sample that can be read; an unreadable one is skipped with a warning naming it.
 
     The flat field is a statistic over many images, so one corrupt file must not stop the plate: the
-    well that owns the file fails on its own, with the same message, in its process_well job.
+    well that owns the file fails on its own, with the same message, in its process_wells job.
     """
     for image in images:
         try:

@@ -1,4 +1,4 @@
-"""Rule ``process_well``: read one well's planes, run the pipeline, write images, objects and a summary.
+"""One well's work: read its planes, run the pipeline, write images, objects and a summary.
 
 Sites are processed one at a time unless a step stacks over sites, so a job's memory is one site's
 planes, not the whole well's. Outputs are written images first and ``summary.json`` last, each
@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -149,11 +150,16 @@ _IMAGE_FOLDERS = {"zarr": "images.zarr", "disk": "images"}
 
 
 def write_tables(
-    objects: list[dict[str, Any]], plate: PlateStructure, well_name: str, out: Path, elapsed_s: float | None
+    objects: list[dict[str, Any]],
+    plate: PlateStructure,
+    well_name: str,
+    out: Path,
+    elapsed_s: float | None,
+    extra_summary: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """``objects.csv`` then ``summary.json`` (last: its presence means the well is complete)."""
     write_objects_csv(objects, out / "objects.csv", plate.name, well_name)
-    summary = summarise_well(objects, plate, well_name, elapsed_s)
+    summary = {**summarise_well(objects, plate, well_name, elapsed_s), **(extra_summary or {})}
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=1))
     return summary
 
@@ -207,6 +213,87 @@ def summarise_well(
     }
 
 
+@dataclass
+class WellJobInputs:
+    """What every well of a job shares, loaded once per job (a chunk job reuses it for all its wells)."""
+
+    plate: PlateStructure
+    pipeline: Pipeline
+    context: RunContext
+    backend: str = "zarr"
+    pyramid_levels: int = 3
+    streaming: dict[str, Any] | None = None
+    plate_json: Path | None = None  # for OMERO write-back
+
+    @classmethod
+    def load(
+        cls,
+        plate_json: str | Path,
+        pipeline_path: str | Path,
+        illumination_npz: str | Path | None = None,
+        nuclei_channel: int | str | None = None,
+        gpu: str = "auto",
+        backend: str = "zarr",
+        pyramid_levels: int = 3,
+        streaming: dict[str, Any] | None = None,
+    ) -> WellJobInputs:
+        """Read plate.json, the pipeline and the illumination profiles; pick (and claim) the device."""
+        from openhcs_rules.jobs.illumination import load_illumination
+        from openhcs_rules.pipeline.serialize import load_pipeline
+
+        plate = PlateStructure.load_json(plate_json)
+        memory_type = resolve_memory_type(gpu)
+        if memory_type == "cupy":
+            from openhcs_rules.pipeline.devices import select_device
+
+            select_device()
+        context = RunContext(
+            channel_names={i: plate.channel(i).name for i in plate.channel_indices},
+            memory_type=memory_type,
+            illumination=load_illumination(illumination_npz) if illumination_npz else {},
+            nuclei_channel=nuclei_channel,
+        )
+        return cls(plate, load_pipeline(pipeline_path), context, backend, pyramid_levels, streaming, Path(plate_json))
+
+
+def run_well(
+    inputs: WellJobInputs, well: str, out_dir: str | Path, extra_summary: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Process one well with inputs already loaded: images, objects.csv, then summary.json (last)."""
+    start = time.perf_counter()
+    plate, context = inputs.plate, inputs.context
+    out = Path(out_dir)
+    objects: list[dict[str, Any]] = []
+    streamer = None
+    if inputs.streaming and any(inputs.streaming.get(kind) for kind in ("napari", "fiji")):
+        from openhcs_rules.streaming.hook import make_streamer
+
+        # a side effect: a missing or dead viewer is warned about once and never fails the job
+        streamer = make_streamer(inputs.streaming, plate.name, well, context.channel_names)
+    context.on_step = streamer
+    try:
+        with WellImageSink(out / _IMAGE_FOLDERS[inputs.backend], inputs.backend, well, inputs.pyramid_levels) as sink:
+            for part in iter_site_results(plate, well, inputs.pipeline, context):
+                sink.submit(part)  # written in the background while the next site computes
+                objects.extend(part.objects)
+    finally:
+        context.on_step = None
+        if streamer is not None:
+            streamer.close()
+    elapsed = time.perf_counter() - start
+    summary = write_tables(objects, plate, well, out, elapsed, extra_summary)
+    if plate.format == "omero":  # OMERO plates always write back to OMERO, whatever output.backend says
+        from openhcs_rules.omero.results import publish_well
+
+        try:
+            publish_well(inputs.plate_json, well, out)
+        except BaseException:
+            (out / "summary.json").unlink(missing_ok=True)  # not published = not done: a rerun redoes it
+            raise
+    log.info("%s %s: %d objects in %.2f s on %s", plate.name, well, summary["n_objects"], elapsed, context.memory_type)
+    return summary
+
+
 def process_well(
     plate_json: str | Path,
     well: str,
@@ -219,46 +306,8 @@ def process_well(
     pyramid_levels: int = 3,
     streaming: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The whole ``process_well`` job: load inputs, run, write outputs (and stream steps to viewers)."""
-    from openhcs_rules.jobs.illumination import load_illumination
-    from openhcs_rules.pipeline.serialize import load_pipeline
-
-    start = time.perf_counter()
-    plate = PlateStructure.load_json(plate_json)
-    pipeline = load_pipeline(pipeline_path)
-    memory_type = resolve_memory_type(gpu)
-    if memory_type == "cupy":
-        from openhcs_rules.pipeline.devices import select_device
-
-        select_device()
-    context = RunContext(
-        channel_names={i: plate.channel(i).name for i in plate.channel_indices},
-        memory_type=memory_type,
-        illumination=load_illumination(illumination_npz) if illumination_npz else {},
-        nuclei_channel=nuclei_channel,
+    """One well from files: load the inputs, run, write outputs (and stream steps to viewers)."""
+    inputs = WellJobInputs.load(
+        plate_json, pipeline_path, illumination_npz, nuclei_channel, gpu, backend, pyramid_levels, streaming
     )
-    out = Path(out_dir)
-    objects: list[dict[str, Any]] = []
-    streamer = None
-    if streaming and any(streaming.get(kind) for kind in ("napari", "fiji")):
-        from openhcs_rules.streaming.hook import make_streamer
-
-        # a side effect: a missing or dead viewer is warned about once and never fails the job
-        streamer = make_streamer(streaming, plate.name, well, context.channel_names)
-        context.on_step = streamer
-    try:
-        with WellImageSink(out / _IMAGE_FOLDERS[backend], backend, well, pyramid_levels) as sink:
-            for part in iter_site_results(plate, well, pipeline, context):
-                sink.submit(part)  # written in the background while the next site computes
-                objects.extend(part.objects)
-    finally:
-        if streamer is not None:
-            streamer.close()
-    elapsed = time.perf_counter() - start
-    summary = write_tables(objects, plate, well, out, elapsed)
-    if plate.format == "omero":  # OMERO plates always write back to OMERO, whatever output.backend says
-        from openhcs_rules.omero.results import publish_well
-
-        publish_well(plate_json, well, out)
-    log.info("%s %s: %d objects in %.2f s on %s", plate.name, well, summary["n_objects"], elapsed, memory_type)
-    return summary
+    return run_well(inputs, well, out_dir)

@@ -1,4 +1,4 @@
-"""Publishing an OMERO plate's results: what the process_well and assemble jobs call for OMERO plates.
+"""Publishing an OMERO plate's results: what the process_wells and assemble jobs call for OMERO plates.
 
 The jobs first write their usual local outputs (the well's ``images.zarr`` or ``images/`` TIFFs, ``objects.csv``,
 ``summary.json``; the plate's ``wells.csv`` ...), which Snakemake tracks. These functions then copy them to
@@ -160,7 +160,7 @@ def publish_well(
 ) -> PublishReport:
     """Copy one well's local outputs (images, objects.csv, summary.json...) to the derived plate.
 
-    Call after ``process_well`` wrote them. Raises (and Snakemake then reruns the well) if OMERO refuses or
+    Call after ``run_well`` wrote them. Raises (and the well is then redone on a rerun) if OMERO refuses or
     goes away; what was linked before the error is complete, what was not is not linked.
     """
     plate = _as_plate(plate)
@@ -200,7 +200,8 @@ def publish_plate(
         if missing:
             raise OmeroWriteError(
                 f"derived OMERO plate {derived.plate_id} has no images for well(s) {', '.join(missing)} of "
-                f"{plate.name}: rerun their process_well jobs (delete results/{plate.name}/wells/<well>/summary.json)"
+                f"{plate.name}: delete results/{plate.name}/wells/<well>/summary.json of each and rerun with "
+                "--forcerun process_wells (wells that are done are skipped)"
             )
         for path in sorted(p for p in out.iterdir() if p.is_file() and is_result_file(p.name)):
             if path.name in NOT_PUBLISHED:

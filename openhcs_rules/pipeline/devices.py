@@ -62,6 +62,8 @@ def select_device() -> int:
     global _CLAIM
     import cupy  # type: ignore[import-not-found]
 
+    if _CLAIM is not None:  # a job processing several wells keeps the device it claimed first
+        return int(cupy.cuda.Device().id)
     count = visible_device_count()
     device, _CLAIM = claim_device(count)
     cupy.cuda.Device(device).use()

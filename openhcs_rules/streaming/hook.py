@@ -1,4 +1,4 @@
-"""The pipeline side of streaming: ``RunContext.on_step`` for a ``process_well`` job.
+"""The pipeline side of streaming: ``RunContext.on_step`` for a ``process_wells`` job.
 
 ``make_streamer(config, plate, well)`` returns a :class:`Streamer` (or None when streaming is off). Called
 with every step's output plane, it sends the plane to each enabled viewer - shared memory when the viewer

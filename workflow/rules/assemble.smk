@@ -4,7 +4,7 @@
 rule assemble_plate:
     input:
         plate=f"{OUT}/{{plate}}/plate.json",
-        summaries=well_summaries,
+        chunks=chunk_manifests,
     output:
         images=directory(plate_images_output()),
         objects=f"{OUT}/{{plate}}/objects.csv",

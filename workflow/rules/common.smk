@@ -1,18 +1,23 @@
 # Shared definitions: the validated config, paths, wildcard constraints and input functions.
 
 import json
+import os
 import re
 import sys
 
 from snakemake.exceptions import WorkflowError
 
 from openhcs_rules.config import validate_screen_config
-from openhcs_rules.errors import ConfigError
+from openhcs_rules.errors import ConfigError, PipelineError
+from openhcs_rules.plate.chunks import CHUNK_PATTERN, well_chunks
+from openhcs_rules.pipeline.serialize import load_pipeline
 from openhcs_rules.plate.model import PlateStructure
 
 try:
     SCREEN = validate_screen_config(config)
-except ConfigError as exc:
+    if os.path.exists(SCREEN["pipeline"]):  # a bad pipeline stops the run before any job (parsed, not run)
+        load_pipeline(SCREEN["pipeline"])
+except (ConfigError, PipelineError) as exc:
     raise WorkflowError(str(exc)) from None
 
 OUT = SCREEN["output"]["dir"].rstrip("/")
@@ -24,7 +29,7 @@ OPENHCS = f'"{sys.executable}" -m openhcs_rules'
 
 wildcard_constraints:
     plate="|".join(re.escape(p) for p in PLATES),
-    well="[A-Z]{1,2}[0-9]{2,3}",
+    chunk=CHUNK_PATTERN,
 
 
 def plate_source(plate):
@@ -50,22 +55,29 @@ def generated_plate_marker(wildcards):
     return []
 
 
-def wells_of(plate):
-    """Wells of a plate, read from the discover checkpoint's plate.json (discovery runs once per plate)."""
-    plate_json = checkpoints.discover.get(plate=plate).output.json
-    return PlateStructure.load_json(plate_json).well_names
+_CHUNKS = {}
 
 
-def well_summaries(wildcards):
-    return expand(f"{OUT}/{{plate}}/wells/{{well}}/summary.json", plate=wildcards.plate, well=wells_of(wildcards.plate))
+def chunks_of(plate):
+    """Chunk name -> wells, from the discover checkpoint's plate.json (discovery runs once per plate)."""
+    if plate not in _CHUNKS:
+        plate_json = checkpoints.discover.get(plate=plate).output.json
+        wells = PlateStructure.load_json(plate_json).well_names
+        _CHUNKS[plate] = well_chunks(wells, SCREEN["wells_per_job"])
+    return _CHUNKS[plate]
+
+
+def chunk_manifests(wildcards):
+    return expand(f"{OUT}/{{plate}}/chunks/{{chunk}}.json", plate=wildcards.plate, chunk=chunks_of(wildcards.plate))
+
+
+def chunk_runtime(wildcards, attempt):
+    """Minutes for a chunk job: the per-well runtime times its wells, longer on each retry."""
+    return SCREEN["resources"]["runtime"] * len(chunks_of(wildcards.plate)[wildcards.chunk]) * attempt
 
 
 def plate_images_output():
     return f"{OUT}/{{plate}}/plate.ome.zarr" if BACKEND == "zarr" else f"{OUT}/{{plate}}/images"
-
-
-def well_images_output():
-    return f"{OUT}/{{plate}}/wells/{{well}}/images.zarr" if BACKEND == "zarr" else f"{OUT}/{{plate}}/wells/{{well}}/images"
 
 
 def all_results():

@@ -1,37 +1,36 @@
-# One job per well: read its planes, run the pipeline (GPU where available), write images and objects.
+# One job per chunk of wells (config wells_per_job): run the pipeline on each well in turn (GPU where
+# available), writing its images, objects and summary under wells/<well>/; the chunk's manifest last.
 
 
-rule process_well:
+rule process_wells:
     input:
         plate=f"{OUT}/{{plate}}/plate.json",
         illumination=f"{OUT}/{{plate}}/illumination.npz",
         pipeline=SCREEN["pipeline"],
     output:
-        summary=f"{OUT}/{{plate}}/wells/{{well}}/summary.json",
-        objects=f"{OUT}/{{plate}}/wells/{{well}}/objects.csv",
-        images=directory(well_images_output()),
+        manifest=f"{OUT}/{{plate}}/chunks/{{chunk}}.json",
     params:
         openhcs=OPENHCS,
         nuclei_channel=SCREEN["nuclei_channel"] if SCREEN["nuclei_channel"] is not None else "",
         gpu=SCREEN["gpu"],
         backend=BACKEND,
         levels=SCREEN["output"]["pyramid_levels"],
-        out_dir=lambda wc: f"{OUT}/{wc.plate}/wells/{wc.well}",
+        wells_dir=lambda wc: f"{OUT}/{wc.plate}/wells",
         streaming=json.dumps(SCREEN["streaming"]),
     threads: SCREEN["resources"]["threads"]
     resources:
-        mem_mb=SCREEN["resources"]["mem_mb"],
-        runtime=SCREEN["resources"]["runtime"],
+        mem_mb=lambda wc, attempt: SCREEN["resources"]["mem_mb"] * attempt,
+        runtime=chunk_runtime,
         gpu=SCREEN["resources"]["gpu"],
     conda:
         "../envs/openhcs.yaml"
     log:
-        "logs/{plate}/wells/{well}.log",
+        "logs/{plate}/chunks/{chunk}.log",
     benchmark:
-        "benchmarks/{plate}/wells/{well}.tsv"
+        "benchmarks/{plate}/chunks/{chunk}.tsv"
     shell:
-        "OMP_NUM_THREADS={threads} {params.openhcs} process-well --plate-json {input.plate}"
-        " --well {wildcards.well} --pipeline {input.pipeline:q} --out-dir {params.out_dir:q}"
-        " --illumination {input.illumination} --nuclei-channel '{params.nuclei_channel}' --gpu {params.gpu}"
-        " --backend {params.backend} --pyramid-levels {params.levels} --streaming {params.streaming:q}"
-        " > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} {params.openhcs} process-wells --plate-json {input.plate}"
+        " --chunk {wildcards.chunk} --pipeline {input.pipeline:q} --wells-dir {params.wells_dir:q}"
+        " --manifest {output.manifest:q} --illumination {input.illumination}"
+        " --nuclei-channel '{params.nuclei_channel}' --gpu {params.gpu} --backend {params.backend}"
+        " --pyramid-levels {params.levels} --streaming {params.streaming:q} > {log} 2>&1"

@@ -1,0 +1,104 @@
+"""Rule ``process_wells``: one job runs the pipeline on a chunk of wells, skipping wells already done.
+
+The job loads plate.json, the pipeline and the illumination profiles once, claims a GPU once, and then
+processes its wells one after another, each into its own folder (images, objects.csv, summary.json
+last). A well that fails (a corrupt TIFF, say) is reported and the others go on; the job then fails
+naming every failed well, so Snakemake marks it for a rerun. The chunk's manifest (its declared output)
+is written only when every well is done.
+
+Rerunning a chunk redoes only its unfinished wells: a well is skipped when its summary.json carries the
+same *run key*, a digest of everything its result depends on (plate.json, the pipeline file, the
+illumination profiles, and the options). Change any of those and the well is processed again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from openhcs_rules.errors import OpenHCSError
+from openhcs_rules.io.atomic import atomic_write_text
+from openhcs_rules.jobs.process_well import _IMAGE_FOLDERS, WellJobInputs, run_well
+from openhcs_rules.plate.chunks import wells_in_chunk
+from openhcs_rules.plate.model import PlateStructure
+
+log = logging.getLogger(__name__)
+
+
+class WellsFailed(OpenHCSError):
+    """Some wells of a chunk failed; the others were processed and are kept."""
+
+
+def run_key(files: list[str | Path | None], options: dict[str, Any]) -> str:
+    """A digest of the inputs' bytes and the options: equal keys mean a well's result would be the same."""
+    digest = hashlib.sha256()
+    for path in files:
+        if path is None:
+            digest.update(b"<none>")
+            continue
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        digest.update(b"\0")
+    digest.update(json.dumps(options, sort_keys=True, default=str).encode())
+    return digest.hexdigest()[:32]
+
+
+def well_is_done(well_dir: Path, backend: str, key: str) -> bool:
+    """True when the well's summary.json was written by a run with this key and its images are there."""
+    summary = well_dir / "summary.json"
+    if not summary.exists() or not (well_dir / _IMAGE_FOLDERS[backend]).exists():
+        return False
+    try:
+        return json.loads(summary.read_text()).get("run_key") == key
+    except (OSError, ValueError):
+        return False
+
+
+def process_wells(
+    plate_json: str | Path,
+    chunk: str,
+    pipeline_path: str | Path,
+    wells_dir: str | Path,
+    manifest: str | Path,
+    illumination_npz: str | Path | None = None,
+    nuclei_channel: int | str | None = None,
+    gpu: str = "auto",
+    backend: str = "zarr",
+    pyramid_levels: int = 3,
+    streaming: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The whole ``process_wells`` job; returns the manifest it wrote (raises :class:`WellsFailed`)."""
+    plate = PlateStructure.load_json(plate_json)
+    wells = wells_in_chunk(plate.well_names, chunk)
+    options = {"nuclei_channel": nuclei_channel, "gpu": gpu, "backend": backend, "pyramid_levels": pyramid_levels}
+    key = run_key([plate_json, pipeline_path, illumination_npz], options)
+    todo = [w for w in wells if not well_is_done(Path(wells_dir) / w, backend, key)]
+    for well in wells:
+        if well not in todo:
+            log.info("%s %s: already done by an earlier run with the same inputs; skipped", plate.name, well)
+    failures: dict[str, str] = {}
+    if todo:
+        inputs = WellJobInputs.load(
+            plate_json, pipeline_path, illumination_npz, nuclei_channel, gpu, backend, pyramid_levels, streaming
+        )
+        for well in todo:
+            try:
+                run_well(inputs, well, Path(wells_dir) / well, {"run_key": key})
+            except Exception as exc:  # noqa: BLE001 - one bad well must not stop the chunk's other wells
+                log.exception("%s %s failed", plate.name, well)
+                failures[well] = f"{type(exc).__name__}: {exc}"
+    if failures:
+        lines = "\n".join(f"  {well}: {reason}" for well, reason in failures.items())
+        raise WellsFailed(
+            f"{len(failures)} of {len(wells)} wells of {plate.name} chunk {chunk} failed:\n{lines}\n"
+            f"The other wells are done and kept; fix the cause and rerun the same command: only the failed wells "
+            f"are processed again."
+        )
+    summaries = {w: json.loads((Path(wells_dir) / w / "summary.json").read_text()) for w in wells}
+    result = {"plate": plate.name, "chunk": chunk, "wells": wells, "run_key": key, "summaries": summaries}
+    atomic_write_text(manifest, json.dumps(result, indent=1))
+    return result
