@@ -120,6 +120,9 @@ def per_job_overhead(jobs: int = 48) -> float:
 def run_screen(folder: Path, plates: int, wells: int, cores: int) -> dict[str, float]:
     """Really run ``plates`` plates of ``wells`` tiny wells (96x96 px, one site/channel/plane) end to end.
 
+    BENCH_GPU sets the config's gpu (default auto); BENCH_TIME_LIMIT_S stops the run there and reports the
+    wells done so far (run_finished false).
+
     One plate folder is generated and named ``plates`` times in the config: each plate is still discovered,
     flat-fielded, processed and assembled on its own.
     """
@@ -134,7 +137,8 @@ def run_screen(folder: Path, plates: int, wells: int, cores: int) -> dict[str, f
     generated = time.perf_counter() - start
     config = folder / "screen.yaml"
     entries = "".join(f"  plate{i:03d}: {{source: disk, path: {data}}}\n" for i in range(plates))
-    config.write_text(f"plates:\n{entries}pipeline: {REPO / 'config' / 'pipelines' / 'nuclei_count.py'}\n")
+    gpu = os.environ.get("BENCH_GPU", "auto")
+    config.write_text(f"plates:\n{entries}pipeline: {REPO / 'config' / 'pipelines' / 'nuclei_count.py'}\ngpu: {gpu}\n")
     command = [
         sys.executable,
         "-m",
@@ -149,19 +153,26 @@ def run_screen(folder: Path, plates: int, wells: int, cores: int) -> dict[str, f
         str(cores),
         "--quiet",
     ]
+    limit = float(os.environ.get("BENCH_TIME_LIMIT_S", "0")) or None
     start = time.perf_counter()
-    subprocess.run(command, check=True, capture_output=True, env=dict(os.environ, PYTHONPATH=str(REPO)))
+    try:
+        subprocess.run(
+            command, check=True, capture_output=True, env=dict(os.environ, PYTHONPATH=str(REPO)), timeout=limit
+        )
+        finished = True
+    except subprocess.TimeoutExpired:  # report how far it got instead of nothing
+        finished = False
     wall = time.perf_counter() - start
-    done = sum(
-        len((folder / "results" / f"plate{i:03d}" / "wells.csv").read_text().strip().splitlines()) - 1
-        for i in range(plates)
-    )
+    done = len(list((folder / "results").glob("*/wells/*/summary.json")))
+    plates_done = len(list((folder / "results").glob("*/wells.csv")))
     logs = [path.read_text() for path in (folder / "logs").glob("*/chunks/*.log")]
     slots = [int(m) for text in logs for m in re.findall(r"claimed GPU \d+ of \d+ \(slot(\d+)", text)]
     return {
         "run_s": round(wall, 1),
         "run_jobs_on_gpu": len(slots),
         "run_max_jobs_per_gpu": max(slots) + 1 if slots else 0,
+        "run_finished": finished,
+        "run_plates_assembled": plates_done,
         "run_wells": done,
         "run_wells_per_s": round(done / wall, 2),
         "run_cores": cores,
@@ -176,10 +187,13 @@ def main() -> None:
             cores = int(os.environ.get("BENCH_CORES", os.cpu_count() or 2))
             with tempfile.TemporaryDirectory() as tmp:
                 result = run_screen(Path(tmp), plates, wells, cores)
-            print(f"{'plates':>6} {'wells/plate':>11} {'cores':>5} {'wall s':>8} {'wells done':>10} {'wells/s':>8}")
+            print(
+                f"{'plates':>6} {'wells/plate':>11} {'cores':>5} {'wall s':>8} {'wells done':>10} {'wells/s':>8} "
+                f"{'plates assembled':>16} finished"
+            )
             print(
                 f"{plates:6d} {wells:11d} {cores:5d} {result['run_s']:8.1f} {result['run_wells']:10d} "
-                f"{result['run_wells_per_s']:8.2f}"
+                f"{result['run_wells_per_s']:8.2f} {result['run_plates_assembled']:16d} {result['run_finished']}"
             )
             print(json.dumps({f"{key}_{plates}x{wells}": value for key, value in result.items()}))
             return
