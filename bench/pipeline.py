@@ -31,6 +31,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+
+def job_env() -> dict[str, str]:
+    """This environment with the repository first on PYTHONPATH (kept: where the other packages may be)."""
+    return dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+
+
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
@@ -103,7 +109,7 @@ def workflow(plate_dir: Path, cores: int, workdir: Path) -> tuple[float, list[fl
         "--quiet",
         "all",
     ]
-    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env = job_env()
     start = time.perf_counter()
     subprocess.run(command, check=True, env=env, cwd=workdir, capture_output=True)
     wall = time.perf_counter() - start

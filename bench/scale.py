@@ -30,6 +30,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 
+def job_env() -> dict[str, str]:
+    """This environment with the repository first on PYTHONPATH (kept: where the other packages may be)."""
+    return dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+
+
 def make_screen(folder: Path, plates: int, wells_per_plate: int, wells_per_job: int | str = "auto") -> Path:
     """Config + discovered plate.json files for ``plates`` plates (one site/channel/plane per well)."""
     from openhcs_rules.plate.model import ChannelInfo, ImageKey, ImageStructure, PlateStructure, build_wells
@@ -88,7 +93,7 @@ def timed_dry_run(folder: Path, config: Path) -> tuple[float, float, dict[str, i
         "2",
     ]
     start = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(REPO)))
+    done = subprocess.run(command, capture_output=True, text=True, env=job_env())
     wall = time.perf_counter() - start
     if done.returncode != 0:
         raise SystemExit(done.stderr[-3000:])
@@ -156,12 +161,14 @@ def run_screen(folder: Path, plates: int, wells: int, cores: int) -> dict[str, f
     limit = float(os.environ.get("BENCH_TIME_LIMIT_S", "0")) or None
     start = time.perf_counter()
     try:
-        subprocess.run(
-            command, check=True, capture_output=True, env=dict(os.environ, PYTHONPATH=str(REPO)), timeout=limit
-        )
+        subprocess.run(command, check=True, capture_output=True, env=job_env(), timeout=limit)
         finished = True
     except subprocess.TimeoutExpired:  # report how far it got instead of nothing
         finished = False
+    except subprocess.CalledProcessError as failed:  # say why, with the failed jobs' logs
+        errors = [p for p in (folder / "logs").rglob("*.log") if "Error" in p.read_text()]
+        logs = "".join(f"--- {p}\n{p.read_text()[-1500:]}" for p in errors[:3])
+        raise SystemExit(f"snakemake failed:\n{failed.stderr.decode()[-3000:]}\n{logs}") from None
     wall = time.perf_counter() - start
     done = len(list((folder / "results").glob("*/wells/*/summary.json")))
     plates_done = len(list((folder / "results").glob("*/wells.csv")))
