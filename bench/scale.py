@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -160,15 +161,21 @@ def run_screen(folder: Path, plates: int, wells: int, cores: int) -> dict[str, f
     ]
     limit = float(os.environ.get("BENCH_TIME_LIMIT_S", "0")) or None
     start = time.perf_counter()
+    # its own process group, so a time limit stops Snakemake *and* its running jobs
+    run = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=job_env(), start_new_session=True
+    )
     try:
-        subprocess.run(command, check=True, capture_output=True, env=job_env(), timeout=limit)
-        finished = True
+        _, stderr = run.communicate(timeout=limit)
+        finished = run.returncode == 0
     except subprocess.TimeoutExpired:  # report how far it got instead of nothing
-        finished = False
-    except subprocess.CalledProcessError as failed:  # say why, with the failed jobs' logs
+        os.killpg(run.pid, signal.SIGKILL)
+        run.communicate()
+        finished, stderr = False, b""
+    if run.returncode not in (0, -signal.SIGKILL):  # say why, with the failed jobs' logs
         errors = [p for p in (folder / "logs").rglob("*.log") if "Error" in p.read_text()]
         logs = "".join(f"--- {p}\n{p.read_text()[-1500:]}" for p in errors[:3])
-        raise SystemExit(f"snakemake failed:\n{failed.stderr.decode()[-3000:]}\n{logs}") from None
+        raise SystemExit(f"snakemake failed:\n{stderr.decode()[-3000:]}\n{logs}")
     wall = time.perf_counter() - start
     done = len(list((folder / "results").glob("*/wells/*/summary.json")))
     plates_done = len(list((folder / "results").glob("*/wells.csv")))
@@ -192,17 +199,18 @@ def main() -> None:
     for flag, (plates, wells) in run.items():
         if flag in sys.argv:
             cores = int(os.environ.get("BENCH_CORES", os.cpu_count() or 2))
-            with tempfile.TemporaryDirectory() as tmp:
+            # printed before the folder is removed: deleting a big screen's files takes minutes
+            with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp:
                 result = run_screen(Path(tmp), plates, wells, cores)
-            print(
-                f"{'plates':>6} {'wells/plate':>11} {'cores':>5} {'wall s':>8} {'wells done':>10} {'wells/s':>8} "
-                f"{'plates assembled':>16} finished"
-            )
-            print(
-                f"{plates:6d} {wells:11d} {cores:5d} {result['run_s']:8.1f} {result['run_wells']:10d} "
-                f"{result['run_wells_per_s']:8.2f} {result['run_plates_assembled']:16d} {result['run_finished']}"
-            )
-            print(json.dumps({f"{key}_{plates}x{wells}": value for key, value in result.items()}))
+                print(
+                    f"{'plates':>6} {'wells/plate':>11} {'cores':>5} {'wall s':>8} {'wells done':>10} {'wells/s':>8} "
+                    f"{'plates assembled':>16} finished"
+                )
+                print(
+                    f"{plates:6d} {wells:11d} {cores:5d} {result['run_s']:8.1f} {result['run_wells']:10d} "
+                    f"{result['run_wells_per_s']:8.2f} {result['run_plates_assembled']:16d} {result['run_finished']}"
+                )
+                print(json.dumps({f"{key}_{plates}x{wells}": value for key, value in result.items()}), flush=True)
             return
     rows = []
     for plates, wells in ((1, 384), (10, 384), (100, 384), (1, 1536)):

@@ -204,7 +204,7 @@ def summarise_well(
         "plate": plate.name,
         "well": well_name,
         "n_sites": len(sites),
-        "missing_sites": plate.missing_sites().get(well_name, []),
+        "missing_sites": plate.missing_sites([well_name]).get(well_name, []),
         "n_objects": len(objects),
         "objects_per_site": {str(s): n for s, n in sorted(per_site.items())},
         "mean_area_px": float(np.mean(areas)) if areas else None,

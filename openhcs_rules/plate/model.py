@@ -9,6 +9,7 @@ so no job repeats discovery.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -178,16 +179,17 @@ class PlateStructure:
             "warnings": list(self.warnings),
         }
 
-    def missing_sites(self) -> dict[str, list[int]]:
-        """Wells that lack sites (or planes) that other wells have: {well: [site, ...]}."""
+    def missing_sites(self, well_names: Iterable[str] | None = None) -> dict[str, list[int]]:
+        """Wells (all, or those named) that lack sites or planes other wells have: {well: [site, ...]}."""
         expected = len(self.channel_indices) * len(self.z_planes) * len(self.timepoints)
+        sites = self.sites  # a union over every image: computed once, not once per well
         missing: dict[str, list[int]] = {}
-        for name in self.well_names:
+        for name in self.well_names if well_names is None else well_names:
             well = self.wells[name]
             per_site: dict[int, int] = {}
             for image in well.images:
                 per_site[image.key.site] = per_site.get(image.key.site, 0) + 1
-            gaps = [s for s in self.sites if per_site.get(s, 0) < expected]
+            gaps = [s for s in sites if per_site.get(s, 0) < expected]
             if gaps:
                 missing[name] = gaps
         return missing
