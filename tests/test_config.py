@@ -9,6 +9,7 @@ def test_defaults_are_filled_in():
     assert config["output"] == {"backend": "zarr", "dir": "results", "pyramid_levels": 3}
     assert config["plates"]["demo"]["synthetic"]["sites"] == 2
     assert config["nuclei_channel"] is None
+    assert config["wells_per_job"] == "auto"
 
 
 def test_unknown_key_names_the_path_and_suggests_the_right_key():
@@ -24,6 +25,14 @@ def test_wrong_type_and_enum_are_readable():
     message = str(info.value)
     assert "plates.p.path: expected string, got int 3" in message
     assert "gpu: 'yes' is not one of: auto, numpy, cupy" in message
+
+
+@pytest.mark.parametrize("value", [0, "x", 2.5])
+def test_wells_per_job_must_be_auto_or_a_positive_integer(value):
+    with pytest.raises(ConfigError, match=r"wells_per_job: .* is not allowed; use an integer >= 1 or 'auto'"):
+        validate_screen_config({"plates": {"p": {"source": "synthetic"}}, "wells_per_job": value})
+    config = validate_screen_config({"plates": {"p": {"source": "synthetic"}}, "wells_per_job": 24})
+    assert config["wells_per_job"] == 24
 
 
 def test_plate_names_must_be_usable_as_folders_and_disk_plates_need_a_path():

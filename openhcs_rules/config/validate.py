@@ -80,7 +80,18 @@ def _describe(error: Any) -> str:
             f"{where}: {error.instance!r} cannot be used as a plate name; use letters, digits, '_', '.', '-'"
             " (it becomes a folder name and the {plate} wildcard)."
         )
+    if error.validator == "oneOf" and error.schema.get("description"):  # e.g. wells_per_job: 'auto' or N >= 1
+        options = " or ".join(_option(choice) for choice in error.validator_value)
+        return f"{where}: {error.instance!r} is not allowed; use {options}."
     return f"{where}: {error.message}."
+
+
+def _option(choice: dict[str, Any]) -> str:
+    """'an integer >= 1', "'auto'": one alternative of a oneOf, in words."""
+    if "const" in choice:
+        return repr(choice["const"])
+    words = f"an {choice.get('type', 'value')}"
+    return f"{words} >= {choice['minimum']}" if "minimum" in choice else words
 
 
 def validate_screen_config(config: dict[str, Any], schema_path: str | Path | None = None) -> dict[str, Any]:
