@@ -226,7 +226,8 @@ def main() -> None:
 
     def submissions(plates: int, wells: int, wells_per_job: int | str) -> float:
         counts = row(plates, wells, wells_per_job)[3]
-        return (counts["total"] - counts.get("all", 0)) / plates
+        # plate.json already exists here, so discovery is not planned; a fresh screen runs it once per plate
+        return (counts["total"] - counts.get("all", 0)) / plates + (0 if "discover" in counts else 1)
 
     print(f"{'plates':>6} {'wells/plate':>11} {'wells/job':>9} {'jobs planned':>12} {'dry-run s':>10} {'peak MB':>8}")
     for plates, wells, wells_per_job, counts, wall, peak in rows:
