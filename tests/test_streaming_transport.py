@@ -306,3 +306,42 @@ def test_gpu_planes_are_streamed_as_host_arrays(client, viewer):
     with make_streamer({"record": {"port": viewer.port}}, "p", "A01") as streamer:
         streamer(Step(func="denoise"), (1, 1, 1, 1), cupy.asarray(plane))
     np.testing.assert_array_equal(_plane(client, "denoise", plate="p", well="A01", site=1, channel=1, z=1, t=1), plane)
+
+
+def test_a_chunk_job_streams_all_its_wells_over_one_connection(tmp_path, client, viewer, caplog):
+    from openhcs_rules.demo.synthetic import generate_imagexpress_plate
+    from openhcs_rules.jobs.discover import discover
+    from openhcs_rules.jobs.illumination import estimate_plate_illumination
+    from openhcs_rules.jobs.process_wells import process_wells
+    from openhcs_rules.streaming import hook
+
+    folder = tmp_path / "plate"
+    generate_imagexpress_plate(
+        folder, "p", wells=["B02", "B03", "C02"], sites=1, channels=1, z_planes=1, shape=(96, 96)
+    )
+    plate = discover("p", folder, tmp_path / "plate.json")
+    estimate_plate_illumination(plate, tmp_path / "illum.npz", 8)
+    pipeline = os.path.join(os.path.dirname(__file__), "..", "config", "pipelines", "nuclei_count.py")
+    connections = []
+    real_connect = hook._connect
+
+    def counting_connect(target):
+        connections.append(target.port)
+        return real_connect(target)
+
+    hook._connect = counting_connect
+    try:
+        args = (tmp_path / "plate.json", "B02-C02", pipeline, tmp_path / "wells", tmp_path / "m.json")
+        process_wells(*args, tmp_path / "illum.npz", gpu="numpy", streaming={"record": {"port": viewer.port}})
+        assert {f["well"] for f in client.call("frames")} == {"B02", "B03", "C02"}
+        assert connections == [viewer.port]  # one connection for the job's three wells
+
+        caplog.set_level(logging.WARNING)  # no viewer there: one warning for the job, not one per well
+        missing = {"record": {"port": find_free_base_port()}}
+        process_wells(
+            *args[:3], tmp_path / "wells2", tmp_path / "m2.json", tmp_path / "illum.npz", gpu="numpy", streaming=missing
+        )
+    finally:
+        hook._connect = real_connect
+    assert len([r for r in caplog.records if "no viewer" in r.getMessage()]) == 1
+    assert shm.our_segments(os.getpid()) == []

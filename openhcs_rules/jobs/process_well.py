@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -224,6 +224,36 @@ class WellJobInputs:
     pyramid_levels: int = 3
     streaming: dict[str, Any] | None = None
     plate_json: Path | None = None  # for OMERO write-back
+    _streamer: Any = field(default=None, init=False, repr=False)
+    _streamer_tried: bool = field(default=False, init=False, repr=False)
+
+    def streamer_for(self, well: str) -> Any:
+        """The job's one viewer connection (made at the first well, then relabelled per well), or None.
+
+        One connection per job, not per well: a chunk of 24 wells connects once, and a viewer that is
+        missing costs one connect timeout and one warning per job, not per well.
+        """
+        if not self.streaming:
+            return None
+        from openhcs_rules.streaming.config import DEFAULT_PORTS  # only jobs that stream pay for the import
+
+        if not any(self.streaming.get(kind) for kind in DEFAULT_PORTS):
+            return None
+        if not self._streamer_tried:
+            from openhcs_rules.streaming.hook import make_streamer
+
+            self._streamer_tried = True
+            # a side effect: a missing or dead viewer is warned about once and never fails the job
+            self._streamer = make_streamer(self.streaming, self.plate.name, well, self.context.channel_names)
+        if self._streamer is not None:
+            self._streamer.well = well
+        return self._streamer
+
+    def close(self) -> None:
+        """Flush and close the viewer connection (bounded wait for outstanding acks)."""
+        if self._streamer is not None:
+            self._streamer.close()
+            self._streamer = None
 
     @classmethod
     def load(
@@ -264,13 +294,7 @@ def run_well(
     plate, context = inputs.plate, inputs.context
     out = Path(out_dir)
     objects: list[dict[str, Any]] = []
-    streamer = None
-    if inputs.streaming and any(inputs.streaming.get(kind) for kind in ("napari", "fiji")):
-        from openhcs_rules.streaming.hook import make_streamer
-
-        # a side effect: a missing or dead viewer is warned about once and never fails the job
-        streamer = make_streamer(inputs.streaming, plate.name, well, context.channel_names)
-    context.on_step = streamer
+    context.on_step = inputs.streamer_for(well)
     try:
         with WellImageSink(out / _IMAGE_FOLDERS[inputs.backend], inputs.backend, well, inputs.pyramid_levels) as sink:
             for part in iter_site_results(plate, well, inputs.pipeline, context):
@@ -278,8 +302,6 @@ def run_well(
                 objects.extend(part.objects)
     finally:
         context.on_step = None
-        if streamer is not None:
-            streamer.close()
     elapsed = time.perf_counter() - start
     summary = write_tables(objects, plate, well, out, elapsed, extra_summary)
     if plate.format == "omero":  # OMERO plates always write back to OMERO, whatever output.backend says
@@ -310,4 +332,7 @@ def process_well(
     inputs = WellJobInputs.load(
         plate_json, pipeline_path, illumination_npz, nuclei_channel, gpu, backend, pyramid_levels, streaming
     )
-    return run_well(inputs, well, out_dir)
+    try:
+        return run_well(inputs, well, out_dir)
+    finally:
+        inputs.close()

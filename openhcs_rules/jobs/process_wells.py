@@ -85,12 +85,15 @@ def process_wells(
         inputs = WellJobInputs.load(
             plate_json, pipeline_path, illumination_npz, nuclei_channel, gpu, backend, pyramid_levels, streaming
         )
-        for well in todo:
-            try:
-                run_well(inputs, well, Path(wells_dir) / well, {"run_key": key})
-            except Exception as exc:  # noqa: BLE001 - one bad well must not stop the chunk's other wells
-                log.exception("%s %s failed", plate.name, well)
-                failures[well] = f"{type(exc).__name__}: {exc}"
+        try:
+            for well in todo:
+                try:
+                    run_well(inputs, well, Path(wells_dir) / well, {"run_key": key})
+                except Exception as exc:  # noqa: BLE001 - one bad well must not stop the chunk's other wells
+                    log.exception("%s %s failed", plate.name, well)
+                    failures[well] = f"{type(exc).__name__}: {exc}"
+        finally:
+            inputs.close()
     if failures:
         lines = "\n".join(f"  {well}: {reason}" for well, reason in failures.items())
         raise WellsFailed(
