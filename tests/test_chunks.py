@@ -109,3 +109,33 @@ def test_a_failed_well_is_named_the_others_are_kept_and_no_manifest_is_written(t
     assert (wells / "B02" / "summary.json").exists() and (wells / "C02" / "summary.json").exists()
     assert not (wells / "B03" / "summary.json").exists()
     assert not (tmp_path / "out" / "chunks" / "B02-C02.json").exists()
+
+
+def test_big_jobs_write_field_metadata_themselves_and_the_plate_is_the_same(tmp_path, plate, monkeypatch):
+    from openhcs_rules.io.zarr_plate import has_field_metadata
+    from openhcs_rules.jobs import process_wells as job
+    from openhcs_rules.jobs.assemble import assemble_plate
+
+    _, plate_json = plate
+    attributes = {}
+    for threshold in (1, 10**6):  # every job writes field metadata / none does (assembly writes it)
+        monkeypatch.setattr(job, "FIELD_METADATA_MIN_FIELDS", threshold)
+        out = tmp_path / f"out{threshold}"
+        job.process_wells(
+            plate_json,
+            "B02-C02",
+            PIPELINE,
+            out / "wells",
+            out / "m.json",
+            tmp_path / "out" / "illumination.npz",
+            gpu="numpy",
+        )
+        assert has_field_metadata(out / "wells" / "B03" / "images.zarr" / "0") == (threshold == 1)
+        assemble_plate(plate_json, out / "wells", out, "zarr")
+        field = out / "plate.ome.zarr" / "B" / "3" / "0"
+        assert has_field_metadata(field)
+        attributes[threshold] = [
+            json.loads(path.read_text())["attributes"]
+            for path in (field / "zarr.json", field / "labels" / "nuclei" / "zarr.json")
+        ]
+    assert attributes[1] == attributes[10**6]

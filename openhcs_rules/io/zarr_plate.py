@@ -1,9 +1,11 @@
 """OME-Zarr (NGFF) HCS plates: per-well pixel arrays written by well jobs, plate metadata by ome-zarr-py.
 
-Why two stages: each well job writes only its own fields' arrays (plain zarr v3, no dask import, so a
-job starts fast); the plate job then links those chunk files into ``plate.ome.zarr/<row>/<col>/<field>``
-(hard links, no pixel copy) and writes all NGFF metadata — plate, well, multiscales, channels, labels —
-with ome-zarr-py, so the result is exactly what ome-zarr-py and napari-ome-zarr expect.
+Why two stages: each well job writes its own fields' arrays (plain zarr v3, no dask import, so a job
+starts fast); the plate job then links those chunk files into ``plate.ome.zarr/<row>/<col>/<field>``
+(hard links, no pixel copy) and writes the NGFF metadata — plate, well, multiscales, channels, labels —
+with ome-zarr-py, so the result is exactly what ome-zarr-py and napari-ome-zarr expect. Jobs of many
+fields write their fields' metadata themselves (with the same function), in parallel; assembly then
+writes only what is missing.
 Metadata files (``zarr.json``) are copied, never linked, so writing plate metadata cannot alter a well
 job's output.
 """
@@ -11,6 +13,7 @@ job's output.
 from __future__ import annotations
 
 import errno
+import json
 import os
 import shutil
 from dataclasses import dataclass
@@ -65,8 +68,29 @@ def open_well_group(folder: str | Path) -> Any:
     return zarr.open_group(store=str(folder), mode="w", zarr_format=3)
 
 
-def write_field(root: Any, index: int, data: FieldData, pyramid_levels: int = 3) -> None:
-    """Write one field's image pyramid (and label pyramid) as ``<index>/<level>`` arrays of ``root``."""
+@dataclass
+class FieldDescription:
+    """What a field's NGFF metadata says beyond its pixels: names, channels and physical scale."""
+
+    plate: str
+    well: str
+    channel_names: list[str]
+    pixel_um: float = 1.0
+    z_step_um: float = 1.0
+
+    @classmethod
+    def of(cls, plate: PlateStructure, well: str, channel_names: list[str]) -> FieldDescription:
+        return cls(plate.name, well, channel_names, plate.pixel_size_um or 1.0, plate.z_step_um or 1.0)
+
+
+def write_field(
+    root: Any, index: int, data: FieldData, pyramid_levels: int = 3, describe: FieldDescription | None = None
+) -> None:
+    """Write one field's image pyramid (and label pyramid) as ``<index>/<level>`` arrays of ``root``.
+
+    With ``describe``, the field's multiscales/omero/labels metadata is written too, here in the well job
+    (wells run in parallel) rather than later in the plate's one assembly job.
+    """
     group = root.create_group(str(index))
     for level, array in enumerate(_pyramid(data.image.astype(np.float32, copy=False), pyramid_levels, False)):
         group.create_array(str(level), data=array, chunks=_chunks(array.shape))
@@ -75,6 +99,8 @@ def write_field(root: Any, index: int, data: FieldData, pyramid_levels: int = 3)
         label_group = group.create_group("labels").create_group(LABEL_NAME)
         for level, array in enumerate(_pyramid(labels, pyramid_levels, True)):
             label_group.create_array(str(level), data=array, chunks=_chunks(array.shape))
+    if describe is not None:
+        write_field_metadata(group, str(index), describe)
 
 
 def write_well_images(out_dir: str | Path, fields: dict[int, FieldData], pyramid_levels: int = 3) -> None:
@@ -129,13 +155,7 @@ def assemble_plate_zarr(
 ) -> None:
     """Build ``plate.ome.zarr`` from the wells' arrays and write every NGFF metadata block with ome-zarr-py."""
     import zarr
-    from ome_zarr.writer import (
-        add_metadata,
-        write_label_metadata,
-        write_multiscales_metadata,
-        write_plate_metadata,
-        write_well_metadata,
-    )
+    from ome_zarr.writer import write_plate_metadata, write_well_metadata
 
     pixel = plate.pixel_size_um or 1.0
     z_step = z_step_um or plate.z_step_um or 1.0
@@ -156,20 +176,11 @@ def assemble_plate_zarr(
             for field in fields:
                 link_tree(source / field, tmp / rows[r] / columns[c] / field)
             write_well_metadata(well_group, [{"path": f, "acquisition": 0} for f in fields])
+            describe = FieldDescription(plate.name, well, channel_names, pixel, z_step)
             for field in fields:
-                field_group = zarr.open_group(store=str(tmp / rows[r] / columns[c] / field), mode="r+")
-                _write_field_metadata(
-                    field_group,
-                    plate,
-                    well,
-                    field,
-                    channel_names,
-                    pixel,
-                    z_step,
-                    write_multiscales_metadata,
-                    add_metadata,
-                    write_label_metadata,
-                )
+                field_dir = tmp / rows[r] / columns[c] / field
+                if not has_field_metadata(field_dir):  # written by the well job unless it predates that
+                    write_field_metadata(zarr.open_group(store=str(field_dir), mode="r+"), field, describe)
         write_plate_metadata(
             root,
             rows,
@@ -202,26 +213,31 @@ _AXES = [
 ]
 
 
-def _write_field_metadata(
-    group: Any,
-    plate: PlateStructure,
-    well: str,
-    field: str,
-    channel_names: list[str],
-    pixel: float,
-    z_step: float,
-    write_multiscales_metadata: Any,
-    add_metadata: Any,
-    write_label_metadata: Any,
-) -> None:
+def has_field_metadata(field_dir: Path) -> bool:
+    """True when a field group's zarr.json already holds NGFF multiscales metadata (read as plain JSON)."""
+    try:
+        attributes = json.loads((field_dir / "zarr.json").read_text()).get("attributes", {})
+    except (OSError, ValueError):
+        return False
+    return "multiscales" in attributes.get("ome", {})
+
+
+def write_field_metadata(group: Any, field: str, describe: FieldDescription) -> None:
+    """A field's multiscales (with scales in µm), omero channels (names, colours, display windows) and labels."""
+    from ome_zarr.writer import add_metadata, write_label_metadata, write_multiscales_metadata
+
+    pixel, z_step = describe.pixel_um, describe.z_step_um
     levels = sorted((k for k in group.array_keys() if k.isdigit()), key=int)
     coarse = group[levels[-1]]  # display windows from the smallest level: same percentiles, 1/16 the pixels
     sample = np.asarray(coarse[0, :, coarse.shape[2] // 2])  # (c, y, x) middle plane
     windows = [(float(np.percentile(p, 0.5)), float(np.percentile(p, 99.8))) for p in sample]
     write_multiscales_metadata(
-        group, _datasets(group, pixel, z_step), axes=_AXES, name=f"{plate.name} {well} field {field}"
+        group,
+        _datasets(group, pixel, z_step),
+        axes=_AXES,
+        name=f"{describe.plate} {describe.well} field {field}",
     )
-    add_metadata(group, {"omero": _channel_metadata(channel_names, windows)})
+    add_metadata(group, {"omero": _channel_metadata(describe.channel_names, windows)})
     if "labels" in group.group_keys():
         labels_group = group["labels"]
         label = labels_group[LABEL_NAME]

@@ -77,8 +77,11 @@ class WellImageSink:
     that looks complete.
     """
 
-    def __init__(self, folder: str | Path, backend: str, well_name: str, pyramid_levels: int = 3) -> None:
+    def __init__(
+        self, folder: str | Path, backend: str, well_name: str, pyramid_levels: int = 3, describe: Any = None
+    ) -> None:
         self.folder, self.backend, self.well_name, self.levels = Path(folder), backend, well_name, pyramid_levels
+        self.describe = describe  # a zarr_plate.FieldDescription: write each field's NGFF metadata too
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="writer")
         self._futures: list[Future[None]] = []
 
@@ -98,7 +101,8 @@ class WellImageSink:
             from openhcs_rules.io.zarr_plate import FieldData, write_field
 
             for site, (image, labels) in _field_arrays(result).items():
-                job = self._pool.submit(write_field, self._root, site - 1, FieldData(image, labels), self.levels)
+                data = FieldData(image, labels)
+                job = self._pool.submit(write_field, self._root, site - 1, data, self.levels, self.describe)
                 self._futures.append(job)
         else:
             self._futures.append(self._pool.submit(_write_tiffs, result, self._tmp, self.well_name))
@@ -224,6 +228,9 @@ class WellJobInputs:
     pyramid_levels: int = 3
     streaming: dict[str, Any] | None = None
     plate_json: Path | None = None  # for OMERO write-back
+    #: write each field's NGFF metadata in this job (see process_wells.FIELD_METADATA_MIN_FIELDS); else the
+    #: plate's assembly job writes it
+    describe_fields: bool = False
     _streamer: Any = field(default=None, init=False, repr=False)
     _streamer_tried: bool = field(default=False, init=False, repr=False)
 
@@ -296,7 +303,13 @@ def run_well(
     objects: list[dict[str, Any]] = []
     context.on_step = inputs.streamer_for(well)
     try:
-        with WellImageSink(out / _IMAGE_FOLDERS[inputs.backend], inputs.backend, well, inputs.pyramid_levels) as sink:
+        describe = None
+        if inputs.describe_fields and inputs.backend == "zarr":
+            from openhcs_rules.io.zarr_plate import FieldDescription
+
+            describe = FieldDescription.of(plate, well, [plate.channel(i).name for i in plate.channel_indices])
+        folder = out / _IMAGE_FOLDERS[inputs.backend]
+        with WellImageSink(folder, inputs.backend, well, inputs.pyramid_levels, describe) as sink:
             for part in iter_site_results(plate, well, inputs.pipeline, context):
                 sink.submit(part)  # written in the background while the next site computes
                 objects.extend(part.objects)

@@ -28,6 +28,13 @@ from openhcs_rules.plate.model import PlateStructure
 log = logging.getLogger(__name__)
 
 
+#: a job with at least this many fields (wells x sites) writes their NGFF metadata itself. ome-zarr-py's
+#: writer costs a job ~0.6 s to import and each field's metadata ~25 ms; written here, it is spread over
+#: the plate's parallel well jobs instead of adding to the one assembly job (52 s of a 1536-well plate's
+#: assembly), and below this size the import would cost more than it saves.
+FIELD_METADATA_MIN_FIELDS = 32
+
+
 class WellsFailed(OpenHCSError):
     """Some wells of a chunk failed; the others were processed and are kept."""
 
@@ -85,6 +92,7 @@ def process_wells(
         inputs = WellJobInputs.load(
             plate_json, pipeline_path, illumination_npz, nuclei_channel, gpu, backend, pyramid_levels, streaming
         )
+        inputs.describe_fields = sum(len(plate.wells[w].sites) for w in todo) >= FIELD_METADATA_MIN_FIELDS
         try:
             for well in todo:
                 try:
