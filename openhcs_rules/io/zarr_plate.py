@@ -61,6 +61,12 @@ def _chunks(shape: tuple[int, ...]) -> tuple[int, ...]:
     return (1,) * (len(shape) - 2) + (min(shape[-2], 1024), min(shape[-1], 1024))
 
 
+#: chunk files named ``c.0.1.0.0.0`` beside the array's zarr.json instead of nested ``c/0/1/0/0/0``
+#: folders: six times fewer directories to create when a well is written and again when the plate
+#: links it in (a 1536-well plate made ~60,000 folders). Valid zarr v3, read by any zarr reader.
+FLAT_CHUNK_KEYS = {"name": "default", "separator": "."}
+
+
 def open_well_group(folder: str | Path) -> Any:
     """A new zarr v3 group for one well's fields (the caller makes the folder's appearance atomic)."""
     import zarr
@@ -93,12 +99,14 @@ def write_field(
     """
     group = root.create_group(str(index))
     for level, array in enumerate(_pyramid(data.image.astype(np.float32, copy=False), pyramid_levels, False)):
-        group.create_array(str(level), data=array, chunks=_chunks(array.shape))
+        group.create_array(str(level), data=array, chunks=_chunks(array.shape), chunk_key_encoding=FLAT_CHUNK_KEYS)
     if data.labels is not None:
         labels = data.labels.astype(np.int32, copy=False)[:, None]  # (t, 1, z, y, x)
         label_group = group.create_group("labels").create_group(LABEL_NAME)
         for level, array in enumerate(_pyramid(labels, pyramid_levels, True)):
-            label_group.create_array(str(level), data=array, chunks=_chunks(array.shape))
+            label_group.create_array(
+                str(level), data=array, chunks=_chunks(array.shape), chunk_key_encoding=FLAT_CHUNK_KEYS
+            )
     if describe is not None:
         write_field_metadata(group, str(index), describe)
 
