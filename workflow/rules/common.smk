@@ -59,12 +59,16 @@ _CHUNKS = {}
 
 
 def chunks_of(plate):
-    """Chunk name -> wells, from the discover checkpoint's plate.json (discovery runs once per plate)."""
-    if plate not in _CHUNKS:
-        plate_json = checkpoints.discover.get(plate=plate).output.json
+    """Chunk name -> wells, from the discover checkpoint's plate.json (discovery runs once per plate).
+
+    Parsed once per version of plate.json (keyed by its mtime), not once per job that asks.
+    """
+    plate_json = checkpoints.discover.get(plate=plate).output.json
+    key = (plate, os.stat(plate_json).st_mtime_ns)
+    if key not in _CHUNKS:
         wells = PlateStructure.load_json(plate_json).well_names
-        _CHUNKS[plate] = well_chunks(wells, SCREEN["wells_per_job"])
-    return _CHUNKS[plate]
+        _CHUNKS[key] = well_chunks(wells, SCREEN["wells_per_job"])
+    return _CHUNKS[key]
 
 
 def chunk_manifests(wildcards):
