@@ -273,12 +273,14 @@ class WellJobInputs:
         backend: str = "zarr",
         pyramid_levels: int = 3,
         streaming: dict[str, Any] | None = None,
+        plate: PlateStructure | None = None,
     ) -> WellJobInputs:
-        """Read plate.json, the pipeline and the illumination profiles; pick (and claim) the device."""
+        """Read plate.json (unless the caller already did: ``plate``), the pipeline and the illumination
+        profiles; pick (and claim) the device."""
         from openhcs_rules.jobs.illumination import load_illumination
         from openhcs_rules.pipeline.serialize import load_pipeline
 
-        plate = PlateStructure.load_json(plate_json)
+        plate = plate if plate is not None else PlateStructure.load_json(plate_json)
         memory_type = resolve_memory_type(gpu)
         if memory_type == "cupy":
             from openhcs_rules.pipeline.devices import select_device
@@ -307,7 +309,7 @@ def run_well(
         if inputs.describe_fields and inputs.backend == "zarr":
             from openhcs_rules.io.zarr_plate import FieldDescription
 
-            describe = FieldDescription.of(plate, well, [plate.channel(i).name for i in plate.channel_indices])
+            describe = FieldDescription.of(plate, well, list(context.channel_names.values()))
         folder = out / _IMAGE_FOLDERS[inputs.backend]
         with WellImageSink(folder, inputs.backend, well, inputs.pyramid_levels, describe) as sink:
             for part in iter_site_results(plate, well, inputs.pipeline, context):

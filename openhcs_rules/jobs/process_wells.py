@@ -90,7 +90,7 @@ def process_wells(
     failures: dict[str, str] = {}
     if todo:
         inputs = WellJobInputs.load(
-            plate_json, pipeline_path, illumination_npz, nuclei_channel, gpu, backend, pyramid_levels, streaming
+            plate_json, pipeline_path, illumination_npz, nuclei_channel, gpu, backend, pyramid_levels, streaming, plate
         )
         inputs.describe_fields = sum(len(plate.wells[w].sites) for w in todo) >= FIELD_METADATA_MIN_FIELDS
         try:
