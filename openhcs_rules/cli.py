@@ -12,6 +12,7 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
@@ -68,40 +69,39 @@ def _nuclei_channel(value: str | None) -> int | str | None:
     return int(value) if value.isdigit() else value
 
 
+def _add_pipeline_options(p: argparse.ArgumentParser) -> None:
+    """The options process-well and process-wells share: how the pipeline runs and where images go."""
+    p.add_argument("--illumination")
+    p.add_argument("--nuclei-channel")
+    p.add_argument("--gpu", default="auto", choices=["auto", "numpy", "cupy"])
+    p.add_argument("--backend", default="zarr", choices=["zarr", "disk"])
+    p.add_argument("--pyramid-levels", type=int, default=3)
+    p.add_argument("--streaming", default="", help="the config's streaming block as JSON (live viewers)")
+
+
+def _pipeline_options(args: argparse.Namespace) -> dict[str, Any]:
+    """Those options as the keyword arguments of process_well / process_wells."""
+    return {
+        "illumination_npz": args.illumination,
+        "nuclei_channel": _nuclei_channel(args.nuclei_channel),
+        "gpu": args.gpu,
+        "backend": args.backend,
+        "pyramid_levels": args.pyramid_levels,
+        "streaming": json.loads(args.streaming) if args.streaming else None,
+    }
+
+
 def _cmd_process_well(args: argparse.Namespace) -> int:
     from openhcs_rules.jobs.process_well import process_well
 
-    process_well(
-        args.plate_json,
-        args.well,
-        args.pipeline,
-        args.out_dir,
-        args.illumination,
-        _nuclei_channel(args.nuclei_channel),
-        args.gpu,
-        args.backend,
-        args.pyramid_levels,
-        json.loads(args.streaming) if args.streaming else None,
-    )
+    process_well(args.plate_json, args.well, args.pipeline, args.out_dir, **_pipeline_options(args))
     return 0
 
 
 def _cmd_process_wells(args: argparse.Namespace) -> int:
     from openhcs_rules.jobs.process_wells import process_wells
 
-    process_wells(
-        args.plate_json,
-        args.chunk,
-        args.pipeline,
-        args.wells_dir,
-        args.manifest,
-        args.illumination,
-        _nuclei_channel(args.nuclei_channel),
-        args.gpu,
-        args.backend,
-        args.pyramid_levels,
-        json.loads(args.streaming) if args.streaming else None,
-    )
+    process_wells(args.plate_json, args.chunk, args.pipeline, args.wells_dir, args.manifest, **_pipeline_options(args))
     return 0
 
 
@@ -182,12 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--well", required=True)
     p.add_argument("--pipeline", required=True)
     p.add_argument("--out-dir", required=True)
-    p.add_argument("--illumination")
-    p.add_argument("--nuclei-channel")
-    p.add_argument("--gpu", default="auto", choices=["auto", "numpy", "cupy"])
-    p.add_argument("--backend", default="zarr", choices=["zarr", "disk"])
-    p.add_argument("--pyramid-levels", type=int, default=3)
-    p.add_argument("--streaming", default="", help="the config's streaming block as JSON (live viewers)")
+    _add_pipeline_options(p)
     p.set_defaults(func=_cmd_process_well)
 
     p = sub.add_parser("process-wells", help="(rule) run the pipeline on a chunk of wells, skipping finished ones")
@@ -196,12 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pipeline", required=True)
     p.add_argument("--wells-dir", required=True, help="each well's outputs go to WELLS_DIR/<well>/")
     p.add_argument("--manifest", required=True, help="written last, once every well of the chunk is done")
-    p.add_argument("--illumination")
-    p.add_argument("--nuclei-channel")
-    p.add_argument("--gpu", default="auto", choices=["auto", "numpy", "cupy"])
-    p.add_argument("--backend", default="zarr", choices=["zarr", "disk"])
-    p.add_argument("--pyramid-levels", type=int, default=3)
-    p.add_argument("--streaming", default="", help="the config's streaming block as JSON (live viewers)")
+    _add_pipeline_options(p)
     p.set_defaults(func=_cmd_process_wells)
 
     p = sub.add_parser("assemble", help="(rule) build the plate's OME-Zarr, CSV tables and heatmap")
