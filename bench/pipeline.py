@@ -32,11 +32,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-
-def job_env() -> dict[str, str]:
-    """This environment with the repository first on PYTHONPATH (kept: where the other packages may be)."""
-    return dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
-
+from workflow_run import PIPELINE, job_env, snakemake_command  # noqa: E402
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
@@ -68,7 +64,7 @@ def floor(plate_dir: Path) -> tuple[float, int]:
 
     start = time.perf_counter()
     plate = discover_plate(plate_dir)
-    pipeline = load_pipeline(REPO / "config" / "pipelines" / "nuclei_count.py")
+    pipeline = load_pipeline(PIPELINE)
     profiles = {
         c: np.asarray(estimate_illumination([read_plane(plate, i) for i in sample_images(plate, c, 64)]))
         for c in plate.channel_indices
@@ -93,26 +89,12 @@ def workflow(
 
     config = {
         "plates": {"bench_plate": {"source": "disk", "path": str(plate_dir)}},
-        "pipeline": str(REPO / "config" / "pipelines" / "nuclei_count.py"),
+        "pipeline": str(PIPELINE),
         "resources": {"threads": 1, "mem_mb": 2000},
         "wells_per_job": wells_per_job,
     }
     (workdir / "screen.yaml").write_text(yaml.safe_dump(config))
-    command = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "-s",
-        str(REPO / "workflow" / "Snakefile"),
-        "--directory",
-        str(workdir),
-        "--configfile",
-        str(workdir / "screen.yaml"),
-        "--cores",
-        str(cores),
-        "--quiet",
-        "all",
-    ]
+    command = snakemake_command(workdir, workdir / "screen.yaml", "--cores", str(cores), "--quiet", "all")
     env = job_env()
     start = time.perf_counter()
     subprocess.run(command, check=True, env=env, cwd=workdir, capture_output=True)

@@ -30,10 +30,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-
-def job_env() -> dict[str, str]:
-    """This environment with the repository first on PYTHONPATH (kept: where the other packages may be)."""
-    return dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+from workflow_run import PIPELINE, job_env, snakemake_command  # noqa: E402
 
 
 def make_screen(folder: Path, plates: int, wells_per_plate: int, wells_per_job: int | str = "auto") -> Path:
@@ -65,7 +62,7 @@ def make_screen(folder: Path, plates: int, wells_per_plate: int, wells_per_job: 
         )
         plate.save_json(folder / "results" / name / "plate.json")
         lines.append(f"  {name}: {{source: disk, path: {data}}}")
-    lines.append(f"pipeline: {REPO / 'config' / 'pipelines' / 'nuclei_count.py'}")
+    lines.append(f"pipeline: {PIPELINE}")
     lines.append(f"wells_per_job: {wells_per_job}")
     config = folder / "screen.yaml"
     config.write_text("\n".join(lines) + "\n")
@@ -78,20 +75,7 @@ def timed_dry_run(folder: Path, config: Path) -> tuple[float, float, dict[str, i
         "/usr/bin/time",
         "-f",
         "%M",
-        sys.executable,
-        "-m",
-        "snakemake",
-        "-s",
-        str(REPO / "workflow" / "Snakefile"),
-        "--directory",
-        str(folder),
-        "--configfile",
-        str(config),
-        "-n",
-        "--quiet",
-        "rules",
-        "--cores",
-        "2",
+        *snakemake_command(folder, config, "-n", "--quiet", "rules", "--cores", "2"),
     ]
     start = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, env=job_env())
@@ -144,21 +128,8 @@ def run_screen(folder: Path, plates: int, wells: int, cores: int) -> dict[str, f
     config = folder / "screen.yaml"
     entries = "".join(f"  plate{i:03d}: {{source: disk, path: {data}}}\n" for i in range(plates))
     gpu = os.environ.get("BENCH_GPU", "auto")
-    config.write_text(f"plates:\n{entries}pipeline: {REPO / 'config' / 'pipelines' / 'nuclei_count.py'}\ngpu: {gpu}\n")
-    command = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "-s",
-        str(REPO / "workflow" / "Snakefile"),
-        "--directory",
-        str(folder),
-        "--configfile",
-        str(config),
-        "--cores",
-        str(cores),
-        "--quiet",
-    ]
+    config.write_text(f"plates:\n{entries}pipeline: {PIPELINE}\ngpu: {gpu}\n")
+    command = snakemake_command(folder, config, "--cores", str(cores), "--quiet")
     limit = float(os.environ.get("BENCH_TIME_LIMIT_S", "0")) or None
     start = time.perf_counter()
     # its own process group, so a time limit stops Snakemake *and* its running jobs
