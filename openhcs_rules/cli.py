@@ -132,11 +132,11 @@ def _cmd_generate_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from openhcs_rules.config import load_screen_config
+    from openhcs_rules.config import check_screen_file
     from openhcs_rules.pipeline.serialize import load_pipeline
 
-    config = load_screen_config(args.config)
-    pipeline = load_pipeline(args.pipeline or config["pipeline"])
+    config = check_screen_file(args.config, pipeline=args.pipeline)  # the workflow's own check
+    pipeline = load_pipeline(config["pipeline"])
     print(
         f"{args.config}: valid; {len(config['plates'])} plate(s); pipeline {pipeline.name!r} "
         f"with {len(pipeline.steps)} steps"

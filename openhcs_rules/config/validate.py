@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import re
 from pathlib import Path
 from typing import Any
 
@@ -102,29 +103,84 @@ def validate_screen_config(config: dict[str, Any], schema_path: str | Path | Non
         raise ConfigError("the config must be a mapping of keys (plates, pipeline, output, ...)")
     schema = _load_schema(schema_path)
     data = copy.deepcopy(config)
-    validator = jsonschema.Draft202012Validator(schema)
+    validator = _full_match_validator(jsonschema)(schema)
     errors = sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path)))
     if errors:
         lines = "\n".join(f"  - {_describe(e)}" for e in errors)
         raise ConfigError(f"invalid screen config:\n{lines}")
     data = _apply_defaults(schema, data)
-    for name, plate in data["plates"].items():
-        if plate["source"] == "disk" and not plate.get("path"):
-            raise ConfigError(f"plates.{name}: a disk plate needs 'path' (the plate folder).")
-        if plate["source"] == "omero":
-            if not plate.get("plate_id"):
-                raise ConfigError(f"plates.{name}: an OMERO plate needs 'plate_id' (the plate's id on the server).")
-            plate["format"] = "omero"
+    problems = list(_plate_source_problems(data["plates"]))
+    if problems:
+        lines = "\n".join(f"  - {problem}" for problem in problems)
+        raise ConfigError(f"invalid screen config:\n{lines}")
     return data
 
 
-def load_screen_config(path: str | Path, schema_path: str | Path | None = None) -> dict[str, Any]:
-    """Read a YAML screen config from a file and validate it."""
+#: the most pixel data a generated demo plate may hold (it is written to disk, then read by every job)
+MAX_SYNTHETIC_BYTES = 16 << 30
+
+
+def _plate_source_problems(plates: dict[str, Any]) -> Any:
+    """What each plate's source needs beyond the schema (fills in format omero for OMERO plates)."""
+    for name, plate in plates.items():
+        if plate["source"] == "disk" and not plate.get("path"):
+            yield f"plates.{name}: a disk plate needs 'path' (the plate folder)."
+        if plate["source"] == "omero":
+            if not plate.get("plate_id"):
+                yield f"plates.{name}: an OMERO plate needs 'plate_id' (the plate's id on the server)."
+            plate["format"] = "omero"
+        if plate["source"] == "synthetic":
+            yield from _synthetic_size_problems(name, plate["synthetic"])
+
+
+def _synthetic_size_problems(name: str, spec: dict[str, Any]) -> Any:
+    planes = len(spec["wells"]) * spec["sites"] * spec["channels"] * spec["z_planes"] * spec["timepoints"]
+    total = planes * spec["size"] ** 2 * 2  # uint16
+    if total > MAX_SYNTHETIC_BYTES:
+        yield (
+            f"plates.{name}.synthetic: {planes} planes of {spec['size']}x{spec['size']} would be "
+            f"{total / 2**30:.1f} GiB of images, more than the {MAX_SYNTHETIC_BYTES >> 30} GiB a demo plate may "
+            "hold; use fewer wells, sites, planes or a smaller size."
+        )
+
+
+def _full_match_validator(jsonschema: Any) -> Any:
+    """Draft 2020-12 with anchored patterns matched against the whole string.
+
+    jsonschema applies ``pattern`` with ``re.search``, where ``$`` also matches before a final newline: a
+    plate name ``"p\n"`` passed ``^[A-Za-z0-9][A-Za-z0-9_.-]*$`` and then split the shell command it was
+    put in. A pattern written as ``^...$`` means the whole value, so it is matched with ``re.fullmatch``.
+    """
+    base = jsonschema.Draft202012Validator
+    search = base.VALIDATORS["pattern"]
+
+    def pattern(validator: Any, regex: str, instance: Any, schema: dict[str, Any]) -> Any:
+        if isinstance(instance, str) and regex.startswith("^") and regex.endswith("$"):
+            if re.fullmatch(regex, instance) is None:
+                yield jsonschema.ValidationError(f"{instance!r} does not match {regex!r}")
+            return
+        yield from search(validator, regex, instance, schema)
+
+    return jsonschema.validators.extend(base, {"pattern": pattern})
+
+
+def read_screen_yaml(path: str | Path) -> dict[str, Any]:
+    """The mapping a YAML screen config holds, or a ConfigError naming the file."""
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text()) or {}
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the config: {exc}") from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the config must be a mapping of keys (plates, pipeline, output, ...)")
+    return raw
+
+
+def load_screen_config(path: str | Path, schema_path: str | Path | None = None) -> dict[str, Any]:
+    """Read a YAML screen config from a file and validate its shape (see :func:`check_screen` for the rest)."""
+    raw = read_screen_yaml(path)
     try:
         return validate_screen_config(raw, schema_path)
     except ConfigError as exc:

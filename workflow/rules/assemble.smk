@@ -23,7 +23,6 @@ rule assemble_plate:
             labels={"plate": "{plate}", "figure": "objects per site heatmap"},
         ),
     params:
-        openhcs=OPENHCS,
         wells_dir=lambda wc: f"{OUT}/{wc.plate}/wells",
         out_dir=lambda wc: f"{OUT}/{wc.plate}",
         backend=BACKEND,
@@ -34,5 +33,5 @@ rule assemble_plate:
     benchmark:
         "benchmarks/{plate}/assemble_plate.tsv"
     shell:
-        "{params.openhcs} assemble --plate-json {input.plate} --wells-dir {params.wells_dir:q}"
-        " --out-dir {params.out_dir:q} --backend {params.backend} > {log} 2>&1"
+        "{OPENHCS} assemble --plate-json {input.plate:q} --wells-dir {params.wells_dir:q}"
+        " --out-dir {params.out_dir:q} --backend {params.backend:q} > {log:q} 2>&1"

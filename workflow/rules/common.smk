@@ -3,28 +3,29 @@
 import json
 import os
 import re
+import shlex
 import sys
 
 from snakemake.exceptions import WorkflowError
 
-from openhcs_rules.config import validate_screen_config
-from openhcs_rules.errors import ConfigError, PipelineError
+from openhcs_rules.config import check_screen
+from openhcs_rules.errors import ConfigError
 from openhcs_rules.plate.chunks import CHUNK_PATTERN, well_chunks
-from openhcs_rules.pipeline.serialize import load_pipeline
 from openhcs_rules.plate.model import PlateStructure
 
-try:
-    SCREEN = validate_screen_config(config)
-    if os.path.exists(SCREEN["pipeline"]):  # a bad pipeline stops the run before any job (parsed, not run)
-        load_pipeline(SCREEN["pipeline"])
-except (ConfigError, PipelineError) as exc:
+try:  # the same check as `openhcs-rules validate`: a bad plate path or pipeline stops the run before any job
+    SCREEN = check_screen(config)
+except ConfigError as exc:
     raise WorkflowError(str(exc)) from None
 
-OUT = SCREEN["output"]["dir"].rstrip("/")
+OUT = SCREEN["output"]["dir"].rstrip("/") or "/"  # check_screen refused the filesystem root
 BACKEND = SCREEN["output"]["backend"]
 PLATES = list(SCREEN["plates"])
-# each job is `python -m openhcs_rules <command>` with this interpreter: no Snakemake import per job
-OPENHCS = f'"{sys.executable}" -m openhcs_rules'
+# Each job is `python -m openhcs_rules <command>` with this interpreter: no Snakemake import per job.
+# Used in shell commands as {OPENHCS}, never as a rule param: Snakemake compares params between runs, and
+# the interpreter's path is a fact of this machine (another venv, or `python -m snakemake`, must not make
+# every job look changed).
+OPENHCS = f"{shlex.quote(sys.executable)} -m openhcs_rules"
 
 
 wildcard_constraints:

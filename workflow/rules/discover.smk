@@ -5,7 +5,6 @@ rule generate_synthetic_plate:
     output:
         "resources/synthetic/{plate}/ground_truth.csv",
     params:
-        openhcs=OPENHCS,
         folder=lambda wc: plate_folder(wc.plate),
         spec=lambda wc: plate_source(wc.plate)["synthetic"],
     conda:
@@ -15,10 +14,10 @@ rule generate_synthetic_plate:
     benchmark:
         "benchmarks/{plate}/generate_synthetic_plate.tsv"
     shell:
-        "{params.openhcs} generate-demo --out {params.folder} --name {wildcards.plate}"
-        " --wells {params.spec[wells]} --sites {params.spec[sites]} --channels {params.spec[channels]}"
-        " --z-planes {params.spec[z_planes]} --timepoints {params.spec[timepoints]}"
-        " --size {params.spec[size]} --seed {params.spec[seed]} > {log} 2>&1"
+        "{OPENHCS} generate-demo --out {params.folder:q} --name {wildcards.plate:q}"
+        " --wells {params.spec[wells]:q} --sites {params.spec[sites]:q} --channels {params.spec[channels]:q}"
+        " --z-planes {params.spec[z_planes]:q} --timepoints {params.spec[timepoints]:q}"
+        " --size {params.spec[size]:q} --seed {params.spec[seed]:q} > {log:q} 2>&1"
 
 
 checkpoint discover:
@@ -27,7 +26,6 @@ checkpoint discover:
     output:
         json=f"{OUT}/{{plate}}/plate.json",
     params:
-        openhcs=OPENHCS,
         folder=lambda wc: plate_folder(wc.plate),
         format=lambda wc: plate_source(wc.plate)["format"],
     conda:
@@ -37,8 +35,8 @@ checkpoint discover:
     benchmark:
         "benchmarks/{plate}/discover.tsv"
     shell:
-        "{params.openhcs} discover --name {wildcards.plate} --path {params.folder:q} --format {params.format}"
-        " --out {output.json} > {log} 2>&1"
+        "{OPENHCS} discover --name {wildcards.plate:q} --path {params.folder:q} --format {params.format:q}"
+        " --out {output.json:q} > {log:q} 2>&1"
 
 
 rule estimate_illumination:
@@ -47,7 +45,6 @@ rule estimate_illumination:
     output:
         f"{OUT}/{{plate}}/illumination.npz",
     params:
-        openhcs=OPENHCS,
         max_images=SCREEN["illumination"]["max_images"],
     conda:
         "../envs/openhcs.yaml"
@@ -56,5 +53,5 @@ rule estimate_illumination:
     benchmark:
         "benchmarks/{plate}/estimate_illumination.tsv"
     shell:
-        "{params.openhcs} illumination --plate-json {input.plate} --out {output} --max-images {params.max_images}"
-        " > {log} 2>&1"
+        "{OPENHCS} illumination --plate-json {input.plate:q} --out {output:q} --max-images {params.max_images:q}"
+        " > {log:q} 2>&1"

@@ -10,8 +10,8 @@ rule process_wells:
     output:
         manifest=f"{OUT}/{{plate}}/chunks/{{chunk}}.json",
     params:
-        openhcs=OPENHCS,
-        nuclei_channel=SCREEN["nuclei_channel"] if SCREEN["nuclei_channel"] is not None else "",
+        # an option and its value, or nothing (an empty value would be dropped by the quoting, not passed as '')
+        nuclei_channel=["--nuclei-channel", str(SCREEN["nuclei_channel"])] if SCREEN["nuclei_channel"] is not None else [],
         gpu=SCREEN["gpu"],
         backend=BACKEND,
         levels=SCREEN["output"]["pyramid_levels"],
@@ -29,8 +29,8 @@ rule process_wells:
     benchmark:
         "benchmarks/{plate}/chunks/{chunk}.tsv"
     shell:
-        "OMP_NUM_THREADS={threads} {params.openhcs} process-wells --plate-json {input.plate}"
-        " --chunk {wildcards.chunk} --pipeline {input.pipeline:q} --wells-dir {params.wells_dir:q}"
-        " --manifest {output.manifest:q} --illumination {input.illumination}"
-        " --nuclei-channel '{params.nuclei_channel}' --gpu {params.gpu} --backend {params.backend}"
-        " --pyramid-levels {params.levels} --streaming {params.streaming:q} > {log} 2>&1"
+        "OMP_NUM_THREADS={threads:q} {OPENHCS} process-wells --plate-json {input.plate:q}"
+        " --chunk {wildcards.chunk:q} --pipeline {input.pipeline:q} --wells-dir {params.wells_dir:q}"
+        " --manifest {output.manifest:q} --illumination {input.illumination:q}"
+        " {params.nuclei_channel:q} --gpu {params.gpu:q} --backend {params.backend:q}"
+        " --pyramid-levels {params.levels:q} --streaming {params.streaming:q} > {log:q} 2>&1"
