@@ -1,8 +1,9 @@
-"""``openhcs-rules viewer start|status|stop|keys|ensure``: live viewers as services a person or a rule manages.
+"""``openhcs-rules viewer start|status|stop|clear|keys|ensure``: live viewers as services a person or a rule manages.
 
 ``start`` is check -> connect -> start -> wait (a viewer that already answers is reused, a port held by
 something else is reported, never killed); ``status`` pings; ``stop`` asks the viewer to shut down over
-its control channel; ``keys`` creates the CURVE keys a viewer needs to listen beyond loopback; ``ensure``
+its control channel; ``clear`` empties it (frees its layers' memory, and room under its layer limit);
+``keys`` creates the CURVE keys a viewer needs to listen beyond loopback; ``ensure``
 is what the workflow runs before a plate's wells (every viewer enabled in the config's ``streaming``).
 Each command prints one JSON object. Registered into the main parser by :func:`add_viewer_parser`.
 """
@@ -46,8 +47,10 @@ def _cmd_start(args: argparse.Namespace) -> int:
     from openhcs_rules.streaming.ensure import server_spec
     from openhcs_rules.zmq.auth import ensure_keys
     from openhcs_rules.zmq.instance import ensure_server
+    from openhcs_rules.zmq.server import check_secure_bind
 
     target = _target(args)
+    check_secure_bind(target.kind, target.host, target.port, target.keys_dir)  # before probing or spawning
     if target.keys_dir:
         ensure_keys(target.keys_dir)
     spec = server_spec(target)
@@ -92,6 +95,16 @@ def _cmd_stop(args: argparse.Namespace) -> int:
 
     target = _target(args)
     _print({"kind": target.kind, "address": target.address, **stop_server(server_spec(target))})
+    return 0
+
+
+def _cmd_clear(args: argparse.Namespace) -> int:
+    from openhcs_rules.zmq.client import ControlClient
+
+    target = _target(args)
+    with ControlClient(target.host, target.port, target.keys_dir, timeout_s=args.timeout) as client:
+        result = client.call("clear")
+    _print({"kind": target.kind, "address": target.address, **result})
     return 0
 
 
@@ -148,6 +161,11 @@ def add_viewer_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = commands.add_parser("stop", help="ask a viewer to shut down")
     _viewer_options(p)
     p.set_defaults(func=_cmd_stop)
+
+    p = commands.add_parser("clear", help="empty a viewer: remove its layers and free their memory")
+    _viewer_options(p)
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the viewer's reply")
+    p.set_defaults(func=_cmd_clear)
 
     p = commands.add_parser("keys", help="create CURVE keys for viewers that listen beyond loopback")
     p.add_argument("--keys-dir", required=True)

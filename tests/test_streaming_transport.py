@@ -345,3 +345,99 @@ def test_a_chunk_job_streams_all_its_wells_over_one_connection(tmp_path, client,
         hook._connect = real_connect
     assert len([r for r in caplog.records if "no viewer" in r.getMessage()]) == 1
     assert shm.our_segments(os.getpid()) == []
+
+
+# -- bounded memory: a frame's declared size and a viewer's queue are capped before anything is allocated ------
+
+
+def _inline_header(frame_id, shape, dtype="uint16", codec="blosc2-lz4", plate="p"):
+    from openhcs_rules.zmq import messages
+
+    return messages.encode(
+        messages.make(
+            "frame",
+            id=frame_id,
+            sent_ns=0,
+            sender="elsewhere:1",
+            component={"plate": plate, "well": "A01", "site": 1, "channel": 1, "z": 1, "t": 1},
+            step={"index": 0, "name": "raw"},
+            role="image",
+            dtype=dtype,
+            shape=list(shape),
+            transport="inline",
+            codec=codec,
+        )
+    )
+
+
+def _zero_chunk(nbytes):
+    """A 32-byte Blosc2 chunk that decompresses to ``nbytes`` zeros (a 'special value' chunk: no data at all)."""
+    import imagecodecs
+
+    header = bytearray(imagecodecs.blosc2_encode(np.zeros(16, np.uint16), level=1, compressor="lz4", typesize=2))
+    header[4:8] = nbytes.to_bytes(4, "little")
+    header[8:12] = min(nbytes, 1 << 20).to_bytes(4, "little")
+    return bytes(header[:32])
+
+
+def _data_socket(port):
+    import zmq
+
+    from openhcs_rules.zmq.addresses import data_port
+
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.RCVTIMEO, 5000)
+    sock.connect(f"tcp://127.0.0.1:{data_port(port)}")
+    return sock
+
+
+def test_a_tiny_payload_declaring_a_huge_frame_is_refused_before_it_is_decompressed():
+    from openhcs_rules.streaming import viewer_server
+    from openhcs_rules.zmq import messages
+
+    shape = (16384, 16384)  # 512 MiB of uint16, announced by a 32-byte chunk that really decodes to that
+    assert int(np.prod(shape)) * 2 > viewer_server.MAX_FRAME_BYTES
+    server = ViewerServer("record", find_free_base_port())
+    server.start()
+    try:
+        sock = _data_socket(server.port)
+        sock.send_multipart([_inline_header(1, shape), _zero_chunk(int(np.prod(shape)) * 2)])
+        reply = messages.decode(sock.recv())
+        assert (reply["type"], reply["code"], reply["id"]) == ("error", "too_large", 1)
+        assert f"limit {viewer_server.MAX_FRAME_BYTES} bytes" in reply["error"]
+        assert server.bytes_received == 0 and server.status()["queued"] == 0  # nothing decoded, nothing held
+        small = (64, 64)
+        sock.send_multipart([_inline_header(2, small), _zero_chunk(64 * 64 * 2)])
+        assert messages.decode(sock.recv()) == messages.make("ack", id=2)  # a frame within the limit still is
+        sock.close()
+        with ControlClient("127.0.0.1", server.port) as client:
+            assert client.ping()["status"]["ready"]
+    finally:
+        server.stop()
+
+
+def test_a_viewer_that_falls_behind_refuses_frames_past_its_queue_limit_and_recovers_once_it_shows_them():
+    from openhcs_rules.zmq import messages
+
+    frame_bytes = 64 * 64 * 2
+    server = ViewerServer("record", find_free_base_port(), max_queued_bytes=3 * frame_bytes)
+    server.start()
+    try:
+        sock = _data_socket(server.port)
+        replies = []
+        for frame_id in range(5):  # the GUI never pumps: frames pile up in the queue
+            sock.send_multipart([_inline_header(frame_id, (64, 64), codec="raw"), bytes(frame_bytes)])
+            replies.append(messages.decode(sock.recv()))
+        assert [r["type"] for r in replies] == ["ack", "ack", "ack", "error", "error"]
+        assert replies[3]["code"] == "queue_full"
+        assert f"{3 * frame_bytes} bytes queued, limit {3 * frame_bytes}" in replies[3]["error"]
+        assert "slow down" in replies[3]["error"]
+        assert server.status()["queued_bytes"] == 3 * frame_bytes
+        server.pump(lambda batch: None, budget_s=5)  # the viewer catches up
+        assert server.status()["queued_bytes"] == 0
+        sock.send_multipart([_inline_header(9, (64, 64), codec="raw"), bytes(frame_bytes)])
+        assert messages.decode(sock.recv()) == messages.make("ack", id=9)
+        sock.close()
+    finally:
+        server.stop()

@@ -33,6 +33,8 @@ def test_start_status_stop_a_viewer(capsys, tmp_path):
     assert status == 0 and out["state"] == "connected" and out["pid"] == pid  # reused, not started twice
     status, out, _ = _run(capsys, "status", "--kind", "record", "--port", port)
     assert status == 0 and out["state"] == "running" and out["server"]["pid"] == pid
+    status, out, _ = _run(capsys, "clear", "--kind", "record", "--port", port)
+    assert status == 0 and out["cleared"] == 0
     status, out, _ = _run(capsys, "stop", "--kind", "record", "--port", port)
     assert status == 0 and out["state"] == "stopped"
     status, out, _ = _run(capsys, "status", "--kind", "record", "--port", port)
@@ -81,3 +83,19 @@ def test_a_bad_streaming_config_is_a_clear_error(capsys):
     assert status == 2 and "unknown option(s) ['colour']" in err
     status, _, err = _run(capsys, "ensure", "--streaming", '{"napari": {"host": "0.0.0.0"}}')
     assert status == 2 and "curve_keys_dir" in err
+
+
+@pytest.mark.parametrize("host", ["*", "0.0.0.0", "::", "192.0.2.1"])
+def test_starting_a_viewer_beyond_loopback_without_keys_is_the_insecure_bind_message(capsys, host):
+    port = str(find_free_base_port())
+    status, out, err = _run(capsys, "start", "--kind", "record", "--port", port, "--host", host)
+    assert status == 2 and out is None
+    assert "without authentication" in err and "--keys-dir" in err
+    assert "Traceback" not in err and "ZMQError" not in err
+
+
+@pytest.mark.parametrize("host", ["*", "0.0.0.0", "::"])
+def test_status_of_a_wildcard_host_asks_this_machine(capsys, host):
+    port = str(find_free_base_port())
+    status, out, err = _run(capsys, "status", "--kind", "record", "--port", port, "--host", host)
+    assert status == 1 and out["state"] == "not running" and "ZMQError" not in err

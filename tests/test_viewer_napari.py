@@ -149,3 +149,76 @@ def test_clear_empties_the_viewer_and_it_keeps_serving(streamed_plate, client):
     assert client.call("layers") == []
     status = client.ping()["status"]
     assert status["ready"] and status["layers"] == 0
+
+
+# -- bounded layers: a flood of frames for new layers is refused, and clear gives the memory back -------------
+
+SMALL_LIMIT = 4
+
+
+@pytest.fixture(scope="module")
+def small_napari(tmp_path_factory):
+    """A napari viewer started with ``--max-layers 4``, so the bound is reached with a handful of frames."""
+    import sys
+
+    from openhcs_rules.zmq.instance import ServerSpec, ensure_server
+
+    port = find_free_base_port()
+    log_path = tmp_path_factory.mktemp("small") / "napari.log"
+    command = [sys.executable, "-m", "openhcs_rules.streaming.napari_viewer", "--port", str(port), "--xvfb"]
+    spec = ServerSpec("napari", port, command=[*command, "--max-layers", str(SMALL_LIMIT)], log_path=log_path)
+    pong = ensure_server(spec, timeout_s=90)["pong"]
+    yield spec, pong
+    stop_server(spec)
+
+
+def _send_inline(sock, frame_id, plate, array):
+    from openhcs_rules.zmq import messages
+
+    header = messages.make(
+        "frame",
+        id=frame_id,
+        sent_ns=0,
+        sender="elsewhere:1",
+        component={"plate": plate, "well": "A01", "site": 1, "channel": 1, "z": 1, "t": 1},
+        step={"index": 0, "name": "raw"},
+        role="image",
+        dtype=array.dtype.name,
+        shape=list(array.shape),
+        transport="inline",
+        codec="raw",
+    )
+    sock.send_multipart([messages.encode(header), np.ascontiguousarray(array).tobytes()])
+    return messages.decode(sock.recv())
+
+
+def test_frames_for_layers_past_the_limit_are_refused_and_clear_frees_them(small_napari):
+    import zmq
+
+    from openhcs_rules.zmq.addresses import data_port
+
+    spec, pong = small_napari
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.RCVTIMEO, 30_000)
+    sock.connect(f"tcp://127.0.0.1:{data_port(spec.port)}")
+    plane = np.arange(64, dtype=np.uint16).reshape(8, 8)
+    replies = [_send_inline(sock, i, f"plate_{i:03d}", plane) for i in range(SMALL_LIMIT + 20)]
+    assert [r["type"] for r in replies] == ["ack"] * SMALL_LIMIT + ["error"] * 20
+    assert {r["code"] for r in replies[SMALL_LIMIT:]} == {"too_many_layers"}
+    assert f"holds {SMALL_LIMIT} napari layers, its limit" in replies[-1]["error"]
+    assert "viewer clear" in replies[-1]["error"]
+    with ControlClient("127.0.0.1", spec.port, timeout_s=30) as client:
+        assert _send_inline(sock, 99, "plate_000", plane + 1)["type"] == "ack"  # a known layer still fills
+        layers = client.call("layers")  # runs on the GUI thread after every frame sent before it
+        assert sorted(layer["name"] for layer in layers) == [f"plate_{i:03d} | raw | w1" for i in range(SMALL_LIMIT)]
+        status = client.ping()["status"]
+        assert status["layers"] == SMALL_LIMIT and status["max_layers"] == SMALL_LIMIT and status["layer_bytes"] > 0
+        assert client.call("clear")["cleared"] == SMALL_LIMIT
+        assert client.call("layers") == []
+        status = client.ping()["status"]
+        assert status["layers"] == 0 and status["layer_bytes"] == 0 and status["queued_bytes"] == 0
+        assert _send_inline(sock, 100, "plate_new", plane)["type"] == "ack"  # room again after clear
+        assert [layer["name"] for layer in client.call("layers")] == ["plate_new | raw | w1"]
+        client.call("clear")
+    sock.close()

@@ -97,3 +97,38 @@ def test_a_compressed_frame_that_lies_about_its_size_is_refused():
         codec.decode(payload, "blosc2-lz4", "uint16", (32, 32))
     with pytest.raises(MessageError, match="inline frame has"):
         codec.decode(b"\x00" * 10, "raw", "uint16", (2, 2))
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"[" * 1000 + b"]" * 1000,
+        b'{"a":' * 1000 + b"1" + b"}" * 1000,
+        b'{"v": 1, "type": "reply", "result": '
+        + b"[" * (messages.MAX_DEPTH + 1)
+        + b"]" * (messages.MAX_DEPTH + 1)
+        + b"}",
+        b"[" * 100_000,  # unbalanced: refused before the parser sees it, not by the parser's recursion
+    ],
+    ids=["arrays", "objects", "just-past-the-limit", "unbalanced"],
+)
+def test_json_nested_deeper_than_the_limit_is_refused_with_the_limit_named(raw):
+    with pytest.raises(MessageError, match=f"nested deeper than the limit of {messages.MAX_DEPTH}"):
+        messages.decode(raw)
+
+
+def test_brackets_inside_strings_do_not_count_as_nesting():
+    deep_text = "[" * 500 + '\\"{' * 100 + "]"
+    message = messages.make("macro", code=deep_text)
+    assert messages.decode(messages.encode(message)) == message
+    nested = messages.make("reply", result=[[[{"a": [[["x"]]]}]]])
+    assert messages.decode(messages.encode(nested)) == nested
+    unterminated = b'{"v": 1, "type": "macro", "code": "' + b'\\"' * 50_000  # linear, not quadratic, to refuse
+    with pytest.raises(MessageError, match="not a JSON message"):
+        messages.decode(unterminated)
+
+
+@pytest.mark.parametrize("version", [b"true", b"1.0", b"1e0", b'"1"', b"[1]"])
+def test_the_schema_version_must_be_exactly_the_integer(version):
+    with pytest.raises(MessageError, match="schema version"):
+        messages.decode(b'{"v": ' + version + b', "type": "ping"}')

@@ -146,3 +146,119 @@ def test_local_and_loopback_hosts():
     assert is_local_host("127.0.0.1") and is_local_host(socket.gethostname())
     assert not is_local_host("240.0.0.1")  # reserved (class E): no interface can own it
     assert not is_local_host("no-such-host.invalid")
+
+
+# -- hostile input: no message may end a channel thread (issue: deep JSON, junk peers, bad handlers) ---------
+
+DEEP = b"[" * 1000 + b"]" * 1000  # 2 KB: nested deeper than any message, and than json's recursion limit
+
+
+def test_deeply_nested_json_gets_an_error_reply_on_both_channels_and_the_server_keeps_serving(server):
+    control = _raw(zmq.REQ, server.port)
+    control.send(DEEP)
+    reply = messages.decode(control.recv())
+    assert reply["code"] == "bad_message" and f"limit of {messages.MAX_DEPTH} levels" in reply["error"]
+    control.close()
+    data = _raw(zmq.DEALER, data_port(server.port))
+    data.send(b'{"v": 1, "type": "ack", "id": ' + DEEP + b"}")
+    assert messages.decode(data.recv())["code"] == "bad_message"
+    data.send(messages.encode(messages.make("ack", id=7)))
+    assert messages.decode(data.recv()) == messages.make("ack", id=7)  # the data thread still serves
+    data.close()
+    with ControlClient("127.0.0.1", server.port, timeout_s=3) as client:
+        assert client.ping()["server"]["kind"] == "echo"
+
+
+class FaultyServer(DualChannelServer):
+    """Handlers that fail in every way a careless subclass can: raise anything, or return what cannot be sent."""
+
+    def on_control(self, message, payload):
+        code = message.get("code", "") if message["type"] == "macro" else ""
+        if code == "recursion":
+            raise RecursionError("maximum recursion depth exceeded")
+        if code == "key":
+            raise KeyError("missing")
+        if code == "nan":
+            return messages.make("reply", result={"x": 1.0}) | {"result": float("nan")}, []
+        if code == "none":
+            return None
+        if code == "exit":
+            raise SystemExit(3)
+        return super().on_control(message, payload)
+
+    def on_data(self, message, payload):
+        if message["id"] == 1:
+            raise RecursionError("deep")
+        if message["id"] == 2:
+            return {"result": float("nan")}
+        if message["id"] == 3:
+            raise SystemExit(3)
+        return messages.make("ack", id=message["id"])
+
+
+def test_a_handler_that_raises_anything_or_returns_garbage_gets_an_error_reply_and_the_thread_survives():
+    srv = FaultyServer("faulty", find_free_base_port())
+    srv.start()
+    try:
+        with ControlClient("127.0.0.1", srv.port, timeout_s=3) as client:
+            for code in ("recursion", "key", "nan", "none", "exit", "recursion"):
+                with pytest.raises(ServerError, match="failed"):
+                    client.call("macro", code=code)
+                assert client.ping()["server"]["kind"] == "faulty"
+        data = _raw(zmq.DEALER, data_port(srv.port))
+        for frame_id in (1, 2, 3):
+            data.send(messages.encode(messages.make("ack", id=frame_id)))
+            assert messages.decode(data.recv())["code"] == "failed"
+        data.send(messages.encode(messages.make("ack", id=9)))
+        assert messages.decode(data.recv()) == messages.make("ack", id=9)
+        data.close()
+        assert all(thread.is_alive() for thread in srv._threads)
+    finally:
+        srv.stop()
+
+
+JUNK = [
+    b"\x01\x00",  # a ZMTP 1.0 greeting: a one-byte frame with no flags
+    b"\x01\x00\x05\x00hello\x01\x00",
+    b"\xff\x00\x00\x00\x00\x00\x00\x00\x01\x7f",  # a ZMTP 2.0/3.0 signature followed by nothing sensible
+    bytes(range(256)) * 4,
+    b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+]
+
+
+@pytest.mark.parametrize("junk", JUNK, ids=["zmtp1-greeting", "zmtp1-message", "zmtp3-signature", "bytes", "http"])
+def test_junk_on_a_plain_tcp_control_port_does_not_steal_replies(server, junk):
+    peers = []
+    for _ in range(3):  # several junk peers that stay connected while real clients ask
+        peer = socket.create_connection(("127.0.0.1", server.port), timeout=2)
+        peer.sendall(junk)
+        peers.append(peer)
+    try:
+        for _ in range(5):
+            with ControlClient("127.0.0.1", server.port, timeout_s=3) as client:
+                assert client.ping()["server"]["kind"] == "echo"
+        with ControlClient("127.0.0.1", server.port, timeout_s=3) as client:
+            for _ in range(5):
+                assert client.ping()["server"]["kind"] == "echo"
+    finally:
+        for peer in peers:
+            peer.close()
+
+
+def test_a_dealer_without_an_envelope_on_the_control_channel_gets_an_error_and_others_are_served(server):
+    dealer = _raw(zmq.DEALER, server.port)
+    dealer.send(messages.encode(messages.make("ping")))  # no empty delimiter frame: not a REQ envelope
+    reply = messages.decode(dealer.recv_multipart()[-1])
+    assert reply["code"] == "bad_message" and "envelope" in reply["error"]
+    dealer.send_multipart([b"", messages.encode(messages.make("ping"))])  # a well-formed envelope is answered
+    assert messages.decode(dealer.recv_multipart()[-1])["type"] == "pong"
+    dealer.close()
+    with ControlClient("127.0.0.1", server.port, timeout_s=3) as client:
+        assert client.ping()["server"]["kind"] == "echo"
+
+
+@pytest.mark.parametrize("host", ["*", "0.0.0.0", "::", "", "192.0.2.1"])
+def test_every_wildcard_or_remote_host_without_keys_is_an_insecure_bind(host):
+    assert not is_loopback(host)
+    with pytest.raises(InsecureBindError, match="CURVE"):
+        DualChannelServer("echo", find_free_base_port(), host=host)

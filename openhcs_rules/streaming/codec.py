@@ -4,16 +4,39 @@ Byte shuffle groups the high and low bytes of 16/32-bit pixels, which is what ma
 compress (measured on noisy 2048x2048 uint16: 1.7x in 11 ms on one thread; zstd level 3 alone: 1.5x in
 95 ms). One thread, so a job's compression does not steal the cores its scheduler gave to other jobs.
 Decoding writes into a buffer of exactly the size the header announced, after checking the Blosc header
-agrees, so a crafted payload cannot make the viewer allocate more than the frame it describes.
+agrees, so a crafted payload cannot make the viewer allocate more than the frame it describes - and the
+frame it describes must fit :data:`MAX_FRAME_BYTES`, checked before anything is allocated: Blosc2 encodes
+a run of zeros as a 32-byte chunk, so without the cap 32 bytes on the wire could allocate up to 2 GiB.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from openhcs_rules.zmq.errors import MessageError
+from openhcs_rules.zmq.errors import LimitError, MessageError
 
 CODECS = ("raw", "blosc2-lz4")
+
+#: the largest frame a viewer accepts (declared height x width x itemsize). Camera planes are 2-32 MiB
+#: (2048x2048 uint16 is 8 MiB; a 5000x5000 float32 plane of the largest sCMOS sensors is 95 MiB), so 128 MiB
+#: refuses nothing real while keeping one message far below what would hurt a desktop viewer.
+MAX_FRAME_BYTES = 128 << 20
+
+
+def frame_nbytes(dtype: str, shape: tuple[int, int]) -> int:
+    """The bytes a frame of this dtype and shape holds once decoded."""
+    return int(shape[0]) * int(shape[1]) * np.dtype(dtype).itemsize
+
+
+def check_frame_size(dtype: str, shape: tuple[int, int], max_bytes: int = MAX_FRAME_BYTES) -> int:
+    """The frame's decoded size, or :class:`LimitError` naming the limit when it is larger (nothing allocated)."""
+    nbytes = frame_nbytes(dtype, shape)
+    if nbytes > max_bytes:
+        raise LimitError(
+            f"frame of {dtype} {list(shape)} is {nbytes} bytes, larger than the viewer's limit {max_bytes} bytes "
+            "(--max-frame-mib): send it binned or as tiles"
+        )
+    return nbytes
 
 
 def encode(array: np.ndarray, codec: str) -> bytes | memoryview:
@@ -30,9 +53,15 @@ def encode(array: np.ndarray, codec: str) -> bytes | memoryview:
     raise ValueError(f"unknown codec {codec!r}; use one of {', '.join(CODECS)}")
 
 
-def decode(payload: bytes | memoryview, codec: str, dtype: str, shape: tuple[int, int]) -> np.ndarray:
-    """The frame a payload carries, checked against the dtype and shape its header declared."""
-    expected = int(np.prod(shape)) * np.dtype(dtype).itemsize
+def decode(
+    payload: bytes | memoryview, codec: str, dtype: str, shape: tuple[int, int], max_bytes: int = MAX_FRAME_BYTES
+) -> np.ndarray:
+    """The frame a payload carries, checked against the dtype and shape its header declared.
+
+    The declared size is checked against ``max_bytes`` and the Blosc header's sizes against the declared
+    ones before any output buffer exists.
+    """
+    expected = check_frame_size(dtype, shape, max_bytes)
     if codec == "raw":
         if len(payload) != expected:
             raise MessageError(f"inline frame has {len(payload)} bytes, {dtype} {list(shape)} needs {expected}")

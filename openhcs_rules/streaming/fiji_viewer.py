@@ -22,7 +22,7 @@ from openhcs_rules.streaming import imagej
 from openhcs_rules.streaming.display import ensure_display, has_display
 from openhcs_rules.streaming.frames import Frame
 from openhcs_rules.streaming.layout import FIJI_AXES, AxisIndex, coordinates, hyperstack_title
-from openhcs_rules.streaming.process import shutdown_on_sigterm, viewer_arguments
+from openhcs_rules.streaming.process import memory_limits, shutdown_on_sigterm, viewer_arguments
 from openhcs_rules.streaming.viewer_server import ViewerServer
 from openhcs_rules.zmq import messages
 from openhcs_rules.zmq.server import Reply
@@ -185,7 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         imagej.start_jvm(headless=False)
         hyperstacks = FijiHyperstacks(show=True)
-        server = ViewerServer("fiji", args.port, args.host, args.keys_dir, args.name)
+        server = ViewerServer("fiji", args.port, args.host, args.keys_dir, args.name, **memory_limits(args))
         server.handlers.update(
             hyperstacks=hyperstacks.hyperstacks,
             get_plane=hyperstacks.get_plane,

@@ -8,13 +8,15 @@ holding the sorted values seen so far, so the sliders grow as wells arrive. Fiji
 from __future__ import annotations
 
 import bisect
-from collections.abc import Sequence
+import threading
+from collections.abc import Hashable, Sequence
 from typing import Any
 
 import numpy as np
 
 from openhcs_rules.plate.naming import parse_well_name
 from openhcs_rules.streaming.frames import FrameMeta
+from openhcs_rules.zmq.errors import TooManyLayersError
 
 NAPARI_AXES: tuple[str, ...] = ("well", "site", "t", "z")
 FIJI_AXES: tuple[str, ...] = ("channel", "z", "t")
@@ -97,3 +99,48 @@ class PlaneStack:
 
     def get(self, coords: dict[str, Any]) -> np.ndarray:
         return self.data[self.index.position(coords)]
+
+
+class LayerBudget:
+    """At most ``limit`` distinct layers (napari) or hyperstacks (Fiji); thread-safe.
+
+    Every layer costs the GUI thread on each redraw and keeps its arrays, so a stream of frames with ever
+    new plate names (300 tiny frames: 300 layers, the GUI busy for a minute) must be refused, not obeyed.
+    The data thread calls :meth:`admit` before queueing a frame (a refusal is the sender's error reply);
+    the GUI thread calls :meth:`claim` when it creates the layer (so a frame admitted just before a
+    ``clear`` is counted again) and :meth:`reset` on ``clear``.
+    """
+
+    def __init__(self, limit: int, what: str = "layers") -> None:
+        if limit < 1:
+            raise ValueError(f"a viewer needs room for at least 1 of its {what}, got a limit of {limit}")
+        self.limit = limit
+        self.what = what
+        self._keys: set[Hashable] = set()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._keys)
+
+    def claim(self, key: Hashable) -> bool:
+        """Count ``key`` as a layer; False (nothing counted) when it is new and the limit is reached."""
+        with self._lock:
+            if key in self._keys:
+                return True
+            if len(self._keys) >= self.limit:
+                return False
+            self._keys.add(key)
+            return True
+
+    def admit(self, key: Hashable, name: str) -> None:
+        """:meth:`claim`, or :class:`TooManyLayersError` naming the limit and the way out."""
+        if not self.claim(key):
+            raise TooManyLayersError(
+                f"the viewer holds {self.limit} {self.what}, its limit (--max-layers): a frame for a new one "
+                f"({name!r}) is refused; run `openhcs-rules viewer clear` (or send `clear`) to free them"
+            )
+
+    def reset(self) -> None:
+        with self._lock:
+            self._keys.clear()

@@ -28,6 +28,10 @@ def viewer_arguments(
     parser.add_argument("--keys-dir", help="CURVE keys folder (see `openhcs-rules viewer keys`)")
     parser.add_argument("--name", help="name reported in pong (default <kind>-<port>)")
     parser.add_argument("--xvfb", action="store_true", help="open a private Xvfb display (machines without one)")
+    parser.add_argument("--max-frame-mib", type=_positive_mib, default=None, help="largest frame accepted (128)")
+    parser.add_argument(
+        "--max-queue-mib", type=_positive_mib, default=None, help="frames received but not yet shown (512)"
+    )
     parser.add_argument("-v", "--verbose", action="store_true")
     if extra is not None:
         extra(parser)
@@ -37,6 +41,29 @@ def viewer_arguments(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     return args
+
+
+def _positive_mib(text: str) -> int:
+    """A size option in MiB, as bytes."""
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text} must be a positive number of MiB")
+    return int(value * (1 << 20))
+
+
+def memory_limits(args: argparse.Namespace) -> dict[str, int]:
+    """The ViewerServer keyword arguments the size options ask for (defaults where none was given)."""
+    limits = {"max_frame_bytes": args.max_frame_mib, "max_queued_bytes": args.max_queue_mib}
+    return {name: value for name, value in limits.items() if value is not None}
+
+
+def max_layers_option(default: int, what: str) -> Callable[[argparse.ArgumentParser], None]:
+    """The ``--max-layers`` option of a GUI viewer (``extra`` for :func:`viewer_arguments`)."""
+
+    def add(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--max-layers", type=int, default=default, help=f"most {what} held at once ({default})")
+
+    return add
 
 
 def shutdown_on_sigterm(server: Any) -> None:

@@ -17,7 +17,7 @@ import numpy as np
 
 from openhcs_rules.errors import OpenHCSError
 from openhcs_rules.streaming.frames import Frame
-from openhcs_rules.streaming.process import shutdown_on_sigterm, viewer_arguments
+from openhcs_rules.streaming.process import memory_limits, shutdown_on_sigterm, viewer_arguments
 from openhcs_rules.streaming.viewer_server import ViewerServer
 from openhcs_rules.zmq import messages
 from openhcs_rules.zmq.server import Reply
@@ -84,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = viewer_arguments("record", DEFAULT_PORT, argv, keep_option)
     record = FrameRecord(keep=args.keep == "all")
     try:
-        server = ViewerServer("record", args.port, args.host, args.keys_dir, args.name)
+        server = ViewerServer("record", args.port, args.host, args.keys_dir, args.name, **memory_limits(args))
         server.handlers.update(frames=record.list_frames, get_plane=record.get_plane, clear=record.clear)
         server.status_extra = lambda: {"frames_kept": len(record.frames)}
         server.start()

@@ -26,7 +26,7 @@ from openhcs_rules.streaming import codec as codecs
 from openhcs_rules.streaming import shm
 from openhcs_rules.streaming.frames import FrameMeta
 from openhcs_rules.zmq import messages
-from openhcs_rules.zmq.addresses import data_port, is_local_host, tcp_endpoint
+from openhcs_rules.zmq.addresses import connect_host, data_port, is_local_host, tcp_endpoint
 from openhcs_rules.zmq.auth import load_client_keys, secure_client_socket
 from openhcs_rules.zmq.errors import MessageError
 
@@ -76,7 +76,7 @@ class FrameSender:
         self._socket.setsockopt(zmq.SNDHWM, 16)
         if keys_dir:
             secure_client_socket(self._socket, load_client_keys(keys_dir))
-        self._socket.connect(tcp_endpoint(host, data_port(port)))
+        self._socket.connect(tcp_endpoint(connect_host(host), data_port(port)))
         self._pending: dict[int, tuple[float, str | None]] = {}
         self._next_id = 0
         self.sent = self.acked = self.dropped = self.rejected = 0

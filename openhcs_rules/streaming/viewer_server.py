@@ -10,6 +10,11 @@ Shared-memory frames are zero-copy while the viewer keeps up: the array is a rea
 sender's slot, the main thread copies it into its layer, and only then is the frame acknowledged (the
 sender reuses the slot). When frames start to queue, the data thread copies them out and acknowledges at
 once instead, so a busy GUI never holds the sender's slots. Inline frames are acknowledged on receipt.
+
+Memory is bounded before it is spent: a frame's declared size must fit ``max_frame_bytes`` (checked before
+a segment is mapped or a payload decompressed), the frames received but not yet shown must fit
+``max_queued_bytes`` (past it a frame gets a ``queue_full`` error reply telling the sender to slow down),
+and a viewer may refuse frames for new layers past its limit (:attr:`ViewerServer.admit_frame`).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import logging
 import queue
 import socket as pysocket
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -29,13 +35,21 @@ from openhcs_rules.streaming import shm
 from openhcs_rules.streaming.frames import Frame, FrameMeta
 from openhcs_rules.zmq import messages
 from openhcs_rules.zmq.addresses import DEFAULT_HOST
-from openhcs_rules.zmq.errors import MessageError
+from openhcs_rules.zmq.errors import MessageError, QueueFullError
 from openhcs_rules.zmq.server import DualChannelServer, Reply
 
 log = logging.getLogger(__name__)
 
 #: a viewer command: runs on the main thread, gets the request and its payload frames
 Handler = Callable[[dict[str, Any], list[bytes]], Reply]
+
+#: the data thread's question to the viewer before a frame is queued: raise LimitError to refuse it
+Admit = Callable[[FrameMeta, tuple[int, int]], None]
+
+MAX_FRAME_BYTES = codecs.MAX_FRAME_BYTES
+#: frames received but not yet shown, in bytes: 4 of the largest frames, or 64 planes of 2048x2048 uint16,
+#: so a GUI that falls behind a fast producer holds at most this much instead of growing without bound
+MAX_QUEUED_BYTES = 512 << 20
 
 COMMAND_TIMEOUT_S = 60.0
 #: shared-memory frames are passed on without a copy while fewer than this many items wait
@@ -53,11 +67,18 @@ class ViewerServer(DualChannelServer):
         host: str = DEFAULT_HOST,
         keys_dir: str | Path | None = None,
         name: str | None = None,
+        max_frame_bytes: int = MAX_FRAME_BYTES,
+        max_queued_bytes: int = MAX_QUEUED_BYTES,
     ) -> None:
         super().__init__(kind, port, host, keys_dir, name)
+        self.max_frame_bytes = max_frame_bytes
+        self.max_queued_bytes = max_queued_bytes
         self.reader = shm.SegmentReader()
         self.handlers: dict[str, Handler] = {}
         self.status_extra: Callable[[], dict[str, Any]] | None = None
+        self.admit_frame: Admit | None = None
+        self._queued_bytes = 0
+        self._queued_lock = threading.Lock()
         self._work: queue.SimpleQueue[Frame | tuple[Handler, dict[str, Any], list[bytes], Future[Reply]]] = (
             queue.SimpleQueue()
         )
@@ -76,6 +97,10 @@ class ViewerServer(DualChannelServer):
         if message["type"] != "frame":
             return messages.error_message("unsupported", f"{message['type']!r} is not a data message")
         shape = (message["shape"][0], message["shape"][1])
+        meta = FrameMeta.from_message(message)
+        self._check_room(codecs.check_frame_size(message["dtype"], shape, self.max_frame_bytes))
+        if self.admit_frame is not None:
+            self.admit_frame(meta, shape)
         ack = messages.make("ack", id=message["id"])
         deferred = False
         if message["transport"] == "shm":
@@ -89,18 +114,36 @@ class ViewerServer(DualChannelServer):
         else:
             if len(payload) != 1:
                 raise MessageError(f"an inline frame carries one payload part, got {len(payload)}")
-            array = codecs.decode(payload[0], message["codec"], message["dtype"], shape)
+            array = codecs.decode(payload[0], message["codec"], message["dtype"], shape, self.max_frame_bytes)
         received = time.monotonic_ns()
         if message["sender"].rsplit(":", 1)[0] == self._hostname:  # monotonic clocks compare on one host only
             self.latencies_ns.append(received - message["sent_ns"])
         self.frames_received += 1
         self.bytes_received += array.nbytes
-        frame = Frame(FrameMeta.from_message(message), array, message["sent_ns"], received)
+        frame = Frame(meta, array, message["sent_ns"], received)
+        self._count_queued(array.nbytes)
         if deferred:
             identity = self.data_identity
             frame.on_release = lambda: self.reply_later(identity, ack)
         self._work.put(frame)
         return None if deferred else ack
+
+    def _check_room(self, nbytes: int) -> None:
+        """Refuse a frame that would take the not-yet-shown frames past :attr:`max_queued_bytes`.
+
+        An empty queue always takes one frame (its size is already capped), so a limit below the frame cap
+        slows a sender down instead of refusing it for ever.
+        """
+        queued = self._queued_bytes
+        if queued and queued + nbytes > self.max_queued_bytes:
+            raise QueueFullError(
+                f"viewer queue full: {queued} bytes queued, limit {self.max_queued_bytes} (--max-queue-mib); "
+                f"the {nbytes}-byte frame is refused - the sender should slow down and retry"
+            )
+
+    def _count_queued(self, nbytes: int) -> None:
+        with self._queued_lock:
+            self._queued_bytes += nbytes
 
     # -- control thread ---------------------------------------------------------------------------------
     def on_control(self, message: dict[str, Any], payload: list[bytes]) -> Reply:
@@ -121,6 +164,7 @@ class ViewerServer(DualChannelServer):
             frames_shown=self.frames_shown,
             bytes_received=self.bytes_received,
             queued=self._work.qsize(),
+            queued_bytes=self._queued_bytes,
         )
         if self.status_extra is not None:
             status.update(self.status_extra())
@@ -170,6 +214,7 @@ class ViewerServer(DualChannelServer):
             finally:
                 for frame in batch:
                     frame.release()  # acknowledges zero-copy frames: their slots go back to the sender
+                self._count_queued(-sum(frame.array.nbytes for frame in batch))
             self.frames_shown += len(batch)
 
     @staticmethod

@@ -52,6 +52,21 @@ def resolve_host(host: str) -> str:
     return (ipv4 or addresses)[0]
 
 
+#: bind addresses that mean "every interface": nothing can connect *to* them, so clients use loopback
+WILDCARD_HOSTS = ("*", "0.0.0.0", "::", "")
+
+
+def connect_host(host: str) -> str:
+    """The address a client on this machine connects to for a server bound to ``host``.
+
+    A wildcard bind (``*``, ``0.0.0.0``, ``::``) is reachable on loopback; ``tcp://*:port`` is not an
+    address ZMQ can connect to and failed with a raw ``ZMQError``.
+    """
+    if host in WILDCARD_HOSTS:
+        return "::1" if host == "::" else "127.0.0.1"
+    return host
+
+
 def tcp_endpoint(host: str, port: int) -> str:
     """``tcp://host:port`` with IPv6 addresses bracketed."""
     address = resolve_host(host)
@@ -62,7 +77,7 @@ def tcp_endpoint(host: str, port: int) -> str:
 
 def is_loopback(host: str) -> bool:
     """True when every address ``host`` names is a loopback address (so nothing remote can reach it)."""
-    if host in ("*", "0.0.0.0", "::", ""):
+    if host in WILDCARD_HOSTS:
         return False
     addresses = [host] if _is_ip(host) else _resolve(host)
     return bool(addresses) and all(ipaddress.ip_address(a).is_loopback for a in addresses)

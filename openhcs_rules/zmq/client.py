@@ -17,7 +17,7 @@ import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 from openhcs_rules.zmq import messages
-from openhcs_rules.zmq.addresses import check_base_port, tcp_endpoint
+from openhcs_rules.zmq.addresses import check_base_port, connect_host, tcp_endpoint
 from openhcs_rules.zmq.auth import ClientKeys, load_client_keys, secure_client_socket
 from openhcs_rules.zmq.errors import AuthenticationError, ServerError, ServerNotResponding
 
@@ -45,7 +45,7 @@ class ControlClient:
     ) -> None:
         self.host = host
         self.port = check_base_port(port)
-        self.endpoint = tcp_endpoint(host, port)
+        self.endpoint = tcp_endpoint(connect_host(host), port)
         self.keys: ClientKeys | None = load_client_keys(keys_dir) if keys_dir else None
         self.timeout_s = timeout_s
         self.fail_fast = fail_fast

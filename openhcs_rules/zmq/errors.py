@@ -12,6 +12,27 @@ from openhcs_rules.errors import OpenHCSError
 class MessageError(OpenHCSError):
     """A message is not valid JSON of this schema version, or a field has the wrong name, type or value."""
 
+    #: the ``code`` of the error reply, when it should say more than the channel's generic one
+    code: str | None = None
+
+
+class LimitError(MessageError):
+    """A valid message asks for more than a server's bound (frame size, layers): refused, with the limit."""
+
+    code = "too_large"
+
+
+class QueueFullError(LimitError):
+    """A viewer already holds its limit of frames it has not shown yet: the sender should slow down."""
+
+    code = "queue_full"
+
+
+class TooManyLayersError(LimitError):
+    """A frame would open a layer (or hyperstack) past the viewer's limit; ``clear`` frees them."""
+
+    code = "too_many_layers"
+
 
 class ServerError(OpenHCSError):
     """A server answered a request with an error reply (the message carries the server's reason)."""

@@ -15,12 +15,24 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from openhcs_rules.zmq.errors import MessageError
 
 SCHEMA_VERSION = 1
 
 #: the largest JSON part accepted (pixels travel in separate frames, so headers are small)
 MAX_JSON_BYTES = 1 << 20
+
+#: the deepest nesting of arrays/objects accepted: the schema's deepest message (a ``layers`` reply) is 5
+#: levels, and json's C parser recurses once per level, so 1,000 levels raised RecursionError in decode
+MAX_DEPTH = 32
+
+#: a JSON string, its closing quote optional so an unterminated string is consumed in one linear pass
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*+"?', re.DOTALL)
+_OPEN = np.zeros(256, np.int8)
+_OPEN[[ord("["), ord("{")]] = 1
+_OPEN[[ord("]"), ord("}")]] = -1
 
 #: pixel types a frame may carry (what napari and ImageJ can show; labels are int32)
 DTYPES = ("uint8", "uint16", "int16", "int32", "uint32", "float32", "float64")
@@ -192,7 +204,7 @@ def validate(message: Any) -> dict[str, Any]:
     if not isinstance(message, dict):
         raise MessageError("a message must be a JSON object")
     version = message.get("v")
-    if version != SCHEMA_VERSION:
+    if not _is_int(version) or version != SCHEMA_VERSION:  # True == 1 and 1.0 == 1 in Python: not versions
         raise MessageError(f"schema version {version!r} is not supported (this side speaks {SCHEMA_VERSION})")
     kind = message.get("type")
     if not isinstance(kind, str) or kind not in SCHEMA:
@@ -225,11 +237,31 @@ def decode(raw: bytes) -> dict[str, Any]:
     """Parse and validate one received JSON part; anything else raises :class:`MessageError`."""
     if len(raw) > MAX_JSON_BYTES:
         raise MessageError(f"message of {len(raw)} bytes is larger than {MAX_JSON_BYTES}")
+    _check_depth(raw)
     try:
         message = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
     except (UnicodeDecodeError, json.JSONDecodeError, ValueError) as exc:
         raise MessageError(f"not a JSON message: {exc}") from None
     return validate(message)
+
+
+def nesting_depth(raw: bytes) -> int:
+    """The deepest ``[``/``{`` nesting of a JSON text, brackets inside strings not counted.
+
+    Measured on the bytes before parsing, so a hostile message cannot make the parser recurse; linear in
+    the length (one regex pass, then numpy), so a 1 MiB message costs milliseconds.
+    """
+    structure = _JSON_STRING.sub(b"", bytes(raw))
+    if not structure:
+        return 0
+    steps = _OPEN[np.frombuffer(structure, np.uint8)].astype(np.int32)
+    return int(np.cumsum(steps).max(initial=0))
+
+
+def _check_depth(raw: bytes) -> None:
+    depth = nesting_depth(raw)
+    if depth > MAX_DEPTH:
+        raise MessageError(f"message is nested deeper than the limit of {MAX_DEPTH} levels ({depth} levels)")
 
 
 def _reject_constant(name: str) -> Any:

@@ -1,25 +1,36 @@
 """The dual-channel server every viewer and service builds on.
 
-Control is REQ/REP on the base port (one request, one reply: ping, status, commands); data is a ROUTER on
-base + 1000 that receives frames from any number of DEALER senders and answers each with an ack or an
-error. Each channel has its own thread, so a slow command never stalls incoming frames and a burst of
-frames never delays a ping.
+Control is a ROUTER on the base port that REQ clients talk to (one request, one reply: ping, status,
+commands); data is a ROUTER on base + 1000 that receives frames from any number of DEALER senders and
+answers each with an ack or an error. Each channel has its own thread, so a slow command never stalls
+incoming frames and a burst of frames never delays a ping.
+
+The control channel is a ROUTER, not a REP, so each reply is addressed to the peer that sent the request
+(``[identity, b"", reply...]``): a REP keeps one implicit "current peer" state that any connected peer's
+input takes part in, and junk from a stray TCP peer was reported to make it lose the next real request.
+A message without the empty delimiter of a REQ envelope is answered (to that identity) with an error.
 
 Every received message goes through :func:`messages.decode` first. Whatever a client sends - bytes that
-are not JSON, a wrong version, a missing field, a handler that fails - the client gets an error reply and
-the server keeps serving. Binding beyond loopback requires CURVE keys (:class:`InsecureBindError`
-otherwise); a port that is taken raises :class:`PortInUseError` naming its holder.
+are not JSON, JSON nested 1,000 deep, a wrong version, a missing field, a handler that raises anything or
+returns something that cannot be sent - the client gets an error reply and the channel thread keeps
+serving: each message is handled under a guard that catches every exception, so no input can end a
+thread (a dead thread closes its socket while the process lives on, and the viewer looks "not running").
+
+Binding beyond loopback requires CURVE keys (:class:`InsecureBindError` otherwise); a port that is taken
+raises :class:`PortInUseError` naming its holder.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import queue
 import socket as pysocket
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +51,20 @@ Reply = tuple[dict[str, Any], list[bytes]]
 CONTROL_MAX_BYTES = 4 << 20
 DATA_MAX_BYTES = 1 << 31
 _POLL_MS = 100
+
+
+def check_secure_bind(kind: str, host: str, port: int, keys_dir: str | Path | None) -> None:
+    """Refuse a server beyond loopback without CURVE keys, before anything is bound, probed or started.
+
+    Wildcards (``*``, ``0.0.0.0``, ``::``) and every address that is not loopback count as beyond loopback;
+    the CLI calls this too, so ``viewer start --host '*'`` says this instead of a raw ZMQ error.
+    """
+    if not keys_dir and not is_loopback(host):
+        raise InsecureBindError(
+            f"{kind} server on {host}:{port} would accept connections from other machines without "
+            "authentication: pass a CURVE keys folder (--keys-dir; created by `openhcs-rules viewer keys`) "
+            "or bind 127.0.0.1"
+        )
 
 
 class DualChannelServer:
@@ -63,13 +88,8 @@ class DualChannelServer:
         self.data_port = data_port(port)
         self.host = host
         self.name = name or f"{kind}-{port}"
+        check_secure_bind(kind, host, port, keys_dir)
         self.keys = load_server_keys(keys_dir) if keys_dir else None
-        if self.keys is None and not is_loopback(host):
-            raise InsecureBindError(
-                f"{kind} server on {host}:{port} would accept connections from other machines without "
-                "authentication: pass a CURVE keys folder (--keys-dir; created by `openhcs-rules viewer keys`) "
-                "or bind 127.0.0.1"
-            )
         self.started_at = time.time()
         self.shutdown_requested = threading.Event()
         self._stop = threading.Event()
@@ -123,7 +143,7 @@ class DualChannelServer:
         """Bind both channels and start serving; raises :class:`PortInUseError` if either port is taken."""
         if self.keys is not None:
             self._authenticator = start_authenticator(self._context, self.keys)
-        control = self._bind(zmq.REP, self.port, CONTROL_MAX_BYTES, "control")
+        control = self._bind(zmq.ROUTER, self.port, CONTROL_MAX_BYTES, "control")
         try:
             data = self._bind(zmq.ROUTER, self.data_port, DATA_MAX_BYTES, "data")
         except BaseException:
@@ -149,6 +169,11 @@ class DualChannelServer:
         sock = self._context.socket(socket_type)
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.MAXMSGSIZE, max_bytes)
+        if socket_type == zmq.ROUTER:
+            # A reply to a peer that has gone is dropped, never an error that could stop the thread; a second
+            # peer announcing an identity already connected is refused, so it cannot take over its replies.
+            sock.setsockopt(zmq.ROUTER_MANDATORY, 0)
+            sock.setsockopt(zmq.ROUTER_HANDOVER, 0)
         if ":" in self.host:
             sock.setsockopt(zmq.IPV6, 1)
         if self.keys is not None:
@@ -182,9 +207,18 @@ class DualChannelServer:
         try:
             while not self._stop.is_set():
                 if sock.poll(_POLL_MS):
-                    sock.send_multipart(self._handle_control_raw(sock.recv_multipart()), copy=False)
+                    parts = sock.recv_multipart()
+                    self._guarded(sock, parts[0], functools.partial(self._control_reply, parts[1:]), "control")
         finally:
             sock.close(linger=0)
+
+    def _control_reply(self, parts: list[bytes]) -> list[bytes]:
+        """The frames sent back for one control message (its REQ envelope ``b""`` first when it had one)."""
+        if not parts or parts[0] != b"":
+            return self._reply_error(
+                "bad_message", "a control request needs a REQ envelope (an empty delimiter frame before the message)"
+            )
+        return [b"", *self._handle_control_raw(parts[1:])]
 
     def _serve_data(self, sock: zmq.Socket) -> None:
         poller = zmq.Poller()
@@ -200,15 +234,42 @@ class DualChannelServer:
                     # payloads stay in ZMQ's buffers (one copy fewer); headers become bytes
                     parts = sock.recv_multipart(copy=False)
                     self.data_identity = parts[0].bytes
-                    frames = [parts[1].bytes, *(part.buffer for part in parts[2:])] if len(parts) > 1 else []
-                    reply = self._handle_data_raw(frames)
-                    if reply is not None:
-                        sock.send_multipart([self.data_identity, *reply], copy=False)
+                    reply = functools.partial(self._data_reply, parts[1:])
+                    self._guarded(sock, self.data_identity, reply, "data")
                 while not self._deferred.empty():
                     identity, raw = self._deferred.get_nowait()
-                    sock.send_multipart([identity, raw], copy=False)
+                    self._send(sock, [identity, raw], "data")
         finally:
             sock.close(linger=0)
+
+    def _data_reply(self, parts: list[zmq.Frame]) -> list[bytes] | None:
+        frames = [parts[0].bytes, *(part.buffer for part in parts[1:])] if parts else []
+        return self._handle_data_raw(frames)
+
+    def _guarded(
+        self, sock: zmq.Socket, identity: bytes, reply: Callable[[], list[bytes] | None], channel: str
+    ) -> None:
+        """Answer one message, whatever happens while handling it: any exception becomes an error reply.
+
+        ``BaseException`` too: a handler's ``SystemExit`` or a ``RecursionError`` from a deep structure must
+        not end the thread (nothing else would notice, and the socket would close under a live process).
+        """
+        try:
+            frames = reply()
+        except BaseException as exc:  # noqa: B036 - the last line of defence of the channel thread
+            log.exception("%s: %s message could not be handled", self.name, channel)
+            frames = self._reply_error("failed", f"{type(exc).__name__}: {str(exc)[:500]}")
+            if channel == "control":
+                frames = [b"", *frames]
+        if frames is not None:
+            self._send(sock, [identity, *frames], channel)
+
+    def _send(self, sock: zmq.Socket, frames: list[Any], channel: str) -> None:
+        """Send a reply; a reply that cannot be sent (its peer vanished, a full queue) is logged and dropped."""
+        try:
+            sock.send_multipart(frames, copy=False, flags=zmq.NOBLOCK)
+        except zmq.ZMQError as exc:
+            log.warning("%s: %s reply dropped: %s", self.name, channel, exc)
 
     def reply_later(self, identity: bytes, message: dict[str, Any]) -> None:
         """Send a data-channel reply from any thread (the data thread sends it); for deferred acks."""
@@ -237,13 +298,13 @@ class DualChannelServer:
                 reply = messages.make("reply", result={"stopping": True, "pid": os.getpid()}), []
             else:
                 reply = self.on_control(message, frames[1:])
+            message_out, payload = reply
+            return [messages.encode(message_out), *payload]
         except MessageError as exc:
-            return self._reply_error("bad_request", str(exc))
+            return self._reply_error(exc.code or "bad_request", str(exc))
         except Exception as exc:  # noqa: BLE001 - a failing handler must not stop the server
             log.exception("%s: %s request failed", self.name, kind)
             return self._reply_error("failed", f"{type(exc).__name__}: {exc}")
-        message_out, payload = reply
-        return [messages.encode(message_out), *payload]
 
     def _handle_data_raw(self, frames: list[bytes]) -> list[bytes] | None:
         try:
@@ -256,7 +317,7 @@ class DualChannelServer:
             reply = self.on_data(message, frames[1:])
             return None if reply is None else [messages.encode(reply)]
         except MessageError as exc:
-            return self._reply_error("bad_frame", str(exc), frame_id)
+            return self._reply_error(exc.code or "bad_frame", str(exc), frame_id)
         except Exception as exc:  # noqa: BLE001 - one bad frame must not stop the server
             log.exception("%s: data message failed", self.name)
             return self._reply_error("failed", f"{type(exc).__name__}: {exc}", frame_id)
