@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from ngff_validation import assert_valid_ngff_plate
 from workflow_helpers import PIPELINE
 
 from openhcs_rules.demo.synthetic import generate_imagexpress_plate
@@ -134,8 +135,59 @@ def test_big_jobs_write_field_metadata_themselves_and_the_plate_is_the_same(tmp_
         assemble_plate(plate_json, out / "wells", out, "zarr")
         field = out / "plate.ome.zarr" / "B" / "3" / "0"
         assert has_field_metadata(field)
+        assert assert_valid_ngff_plate(out / "plate.ome.zarr") == {"wells": 3, "images": 3, "labels": 3}
         attributes[threshold] = [
             json.loads(path.read_text())["attributes"]
             for path in (field / "zarr.json", field / "labels" / "nuclei" / "zarr.json")
         ]
     assert attributes[1] == attributes[10**6]
+
+
+def _leftovers(folder, names, content=b"half"):
+    """Files and folders as a killed job (or another job) leaves them: a temp zarr folder has a chunk in it."""
+    paths = [folder / name for name in names]
+    for path in paths:
+        if ".zarr." in path.name:
+            (path / "0" / "0").mkdir(parents=True)
+            (path / "0" / "0" / "c.0.0.0.0.0").write_bytes(content)
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(content)
+    return paths
+
+
+def test_a_rerun_removes_the_temp_outputs_a_killed_job_left_and_nothing_else(tmp_path, plate):
+    _, plate_json = plate
+    wells = tmp_path / "out" / "wells"
+    stale = _leftovers(
+        wells / "B02", [".images.zarr.k1ll_d0x.tmp", ".objects.csv.abcd1234.tmp", ".summary.json.zz9_zz9z.tmp"]
+    )
+    kept = _leftovers(wells / "B02", [".images.zarr.backup", ".images.zarr.abc.tmp", "notes.images.zarr.abcd1234.tmp"])
+    kept += _leftovers(wells / "B03", [".images.zarr.w0rk1ng_.tmp"])  # another well's job, writing right now
+    _run(tmp_path, plate_json, "B02")
+    assert [p.name for p in stale if p.exists()] == []
+    assert all(p.read_bytes() == b"half" for p in kept if p.is_file())
+    assert (wells / "B03" / ".images.zarr.w0rk1ng_.tmp" / "0" / "0" / "c.0.0.0.0.0").read_bytes() == b"half"
+    expected = {"images.zarr", "objects.csv", "summary.json"} | {p.name for p in kept if p.parent.name == "B02"}
+    assert {p.name for p in (wells / "B02").iterdir()} == expected
+
+    clean = tmp_path / "clean"  # the outputs are those of a run that found nothing left over
+    process_wells(
+        plate_json, "B02", PIPELINE, clean, tmp_path / "m.json", tmp_path / "out" / "illumination.npz", gpu="numpy"
+    )
+    assert (wells / "B02" / "objects.csv").read_bytes() == (clean / "B02" / "objects.csv").read_bytes()
+    assert sorted(p.name for p in (wells / "B02" / "images.zarr").rglob("*")) == sorted(
+        p.name for p in (clean / "B02" / "images.zarr").rglob("*")
+    )
+
+
+def test_assembly_removes_the_temp_plate_a_killed_assembly_left(tmp_path, plate):
+    from openhcs_rules.jobs.assemble import assemble_plate
+
+    _, plate_json = plate
+    _run(tmp_path, plate_json, "B02-C02")
+    out = tmp_path / "out"
+    stale = _leftovers(out, [".plate.ome.zarr.k1ll_d0x.tmp", ".wells.csv.abcd1234.tmp"])
+    assemble_plate(plate_json, out / "wells", out, "zarr")
+    assert [p.name for p in stale if p.exists()] == []
+    assert assert_valid_ngff_plate(out / "plate.ome.zarr")["wells"] == 3

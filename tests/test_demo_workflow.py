@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 
 import pytest
+from ngff_validation import assert_valid_ngff_plate
 from workflow_helpers import snakemake, write_config
 
 from openhcs_rules.formats.registry import discover_plate, read_plane
@@ -68,6 +69,7 @@ def test_output_plate_is_a_valid_input_plate(demo_run):
     image = next(i for i in plate.images() if i.key.well == "C03" and i.key.site == 2 and i.key.channel == 2)
     expected = zarr.open_array(str(path / "C" / "3" / "1" / "0"), mode="r")[0, 1, 0]
     assert (read_plane(plate, image) == expected).all()
+    assert assert_valid_ngff_plate(path) == {"wells": 2, "images": 4, "labels": 4}  # strict NGFF 0.5 too
 
 
 def test_an_ome_zarr_plate_runs_through_the_same_rules(demo_run, tmp_path):

@@ -59,3 +59,5 @@ def test_killed_run_resumes_with_only_the_unfinished_wells(tmp_path, wells_per_j
         assert log.count("already done") == len(finished), log
     for name in ("objects.csv", "wells.csv"):
         assert (folder / "results" / "demo" / name).read_text() == (reference / "results" / "demo" / name).read_text()
+    # whatever the killed job was writing (a temp images.zarr, say) did not survive the successful rerun
+    assert [str(p) for p in (folder / "results").rglob(".*.tmp*")] == []

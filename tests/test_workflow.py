@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from ngff_validation import assert_valid_ngff_plate
 from workflow_helpers import REPO, snakemake, write_config
 
 from openhcs_rules.formats.ome_zarr import OmeZarrHandler
@@ -62,6 +63,7 @@ def test_every_fixture_plate_is_processed_end_to_end(tmp_path, fixtures_dir):
         assert zarr_plate.well_names == structure.well_names
         assert zarr_plate.sites == structure.sites
         assert [c.name for c in zarr_plate.channels] == [structure.channel(i).name for i in structure.channel_indices]
+        assert assert_valid_ngff_plate(out / "plate.ome.zarr")["wells"] == len(structure.well_names)  # strict NGFF
     # inputs are never written to
     assert not any(p.name.startswith(".") and p.name.endswith(".tmp") for p in fixtures_dir.rglob("*"))
 

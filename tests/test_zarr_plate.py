@@ -1,6 +1,9 @@
-"""Our OME-Zarr writer against ome-zarr-py's reader and our own OME-Zarr input handler."""
+"""Our OME-Zarr writer against ome-zarr-py's reader, our own OME-Zarr input handler and ome-zarr-models."""
+
+import json
 
 import numpy as np
+from ngff_validation import assert_valid_ngff_plate
 
 from openhcs_rules.formats.ome_zarr import OmeZarrHandler
 from openhcs_rules.io.zarr_plate import FieldData, assemble_plate_zarr, write_well_images
@@ -68,3 +71,58 @@ def test_well_outputs_are_not_modified_by_assembly(tmp_path):
     well_meta = (tmp_path / "B02" / "0" / "zarr.json").read_text()
     assert "multiscales" not in well_meta  # plate metadata went into copies, not into the well job's files
     assert "multiscales" in (path / "B" / "2" / "0" / "zarr.json").read_text()
+
+
+def test_plate_is_valid_ngff_0_5_for_ome_zarr_models(tmp_path):
+    """Strict NGFF 0.5: arrays carry dimension_names equal to the axes, labels groups carry ome.version."""
+    path, _ = _write(tmp_path)
+    assert assert_valid_ngff_plate(path) == {"wells": 2, "images": 4, "labels": 4}
+    for array in ("B/2/0/0", "B/2/0/1", "B/2/0/labels/nuclei/0", "C/3/1/labels/nuclei/1"):
+        assert json.loads((path / array / "zarr.json").read_text())["dimension_names"] == ["t", "c", "z", "y", "x"]
+    labels = json.loads((path / "B" / "2" / "0" / "labels" / "zarr.json").read_text())["attributes"]["ome"]
+    assert labels == {"version": "0.5", "labels": ["nuclei"]}
+
+
+def test_well_job_fields_with_metadata_are_valid_ngff_images(tmp_path):
+    """A field whose metadata the well job wrote is already a valid NGFF image before assembly."""
+    import zarr
+    from ngff_validation import assert_valid_ngff_image
+
+    from openhcs_rules.io.zarr_plate import FieldDescription, open_well_group, write_field
+
+    rng = np.random.default_rng(2)
+    data = FieldData(rng.random((1, 2, 1, 32, 32), dtype=np.float32), rng.integers(0, 5, (1, 1, 32, 32)))
+    root = open_well_group(tmp_path / "images.zarr")
+    write_field(root, 0, data, pyramid_levels=2, describe=FieldDescription("p", "B02", ["DAPI", "FITC"]))
+    field = zarr.open_group(store=str(tmp_path / "images.zarr" / "0"), mode="r", zarr_format=3)
+    assert assert_valid_ngff_image(field, "B02/0") == 1
+
+
+def _strip_to_old_layout(well_dir):
+    """A well as well jobs wrote it before strict NGFF 0.5: no dimension_names, labels group without ome.version."""
+    for meta in well_dir.rglob("zarr.json"):
+        document = json.loads(meta.read_text())
+        document.pop("dimension_names", None)
+        if meta.parent.name == "labels":
+            document["attributes"].get("ome", {}).pop("version", None)
+        meta.write_text(json.dumps(document))
+
+
+def test_wells_written_before_strict_ngff_still_assemble_into_a_valid_plate(tmp_path):
+    """A rerun skips such wells (same run key); assembly completes the plate's copies, not the wells' files."""
+    import zarr
+
+    from openhcs_rules.io.zarr_plate import FieldDescription, write_field
+
+    _write(tmp_path)  # wells B02 and C03, without field metadata
+    data = FieldData(np.ones((1, 2, 3, 16, 16), np.float32), np.ones((1, 3, 16, 16), np.int32))
+    described = zarr.open_group(store=str(tmp_path / "D04"), mode="w", zarr_format=3)  # as big jobs write them
+    write_field(described, 0, data, 2, FieldDescription("screen1", "D04", ["DAPI", "FITC"]))
+    for well in ("B02", "D04"):
+        _strip_to_old_layout(tmp_path / well)
+    before = {p: p.read_bytes() for well in ("B02", "D04") for p in (tmp_path / well).rglob("zarr.json")}
+    plate = PlateStructure("screen1", "imagexpress", "/x", 8, 12, [ChannelInfo(1, "DAPI"), ChannelInfo(2, "FITC")], {})
+    dirs = {w: tmp_path / w for w in ("B02", "C03", "D04")}
+    assemble_plate_zarr(tmp_path / "again.ome.zarr", plate, dirs, ["DAPI", "FITC"])
+    assert assert_valid_ngff_plate(tmp_path / "again.ome.zarr") == {"wells": 3, "images": 5, "labels": 5}
+    assert {p: p.read_bytes() for p in before} == before  # the wells' own files are untouched

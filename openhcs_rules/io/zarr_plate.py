@@ -16,6 +16,7 @@ import errno
 import json
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,6 +68,21 @@ def _chunks(shape: tuple[int, ...]) -> tuple[int, ...]:
 FLAT_CHUNK_KEYS = {"name": "default", "separator": "."}
 
 
+def _write_level(group: Any, level: int, array: np.ndarray, axes: tuple[str, ...]) -> None:
+    """One pyramid level as array ``<level>`` of ``group``.
+
+    ``dimension_names`` equal to the multiscales axes names: NGFF 0.5 requires them on every array, and the
+    plate links these very arrays (their zarr.json copied), so the well job is where they must be written.
+    """
+    group.create_array(
+        str(level),
+        data=array,
+        chunks=_chunks(array.shape),
+        chunk_key_encoding=FLAT_CHUNK_KEYS,
+        dimension_names=axes,
+    )
+
+
 def open_well_group(folder: str | Path) -> Any:
     """A new zarr v3 group for one well's fields (the caller makes the folder's appearance atomic)."""
     import zarr
@@ -99,14 +115,12 @@ def write_field(
     """
     group = root.create_group(str(index))
     for level, array in enumerate(_pyramid(data.image.astype(np.float32, copy=False), pyramid_levels, False)):
-        group.create_array(str(level), data=array, chunks=_chunks(array.shape), chunk_key_encoding=FLAT_CHUNK_KEYS)
+        _write_level(group, level, array, IMAGE_AXES)
     if data.labels is not None:
         labels = data.labels.astype(np.int32, copy=False)[:, None]  # (t, 1, z, y, x)
         label_group = group.create_group("labels").create_group(LABEL_NAME)
         for level, array in enumerate(_pyramid(labels, pyramid_levels, True)):
-            label_group.create_array(
-                str(level), data=array, chunks=_chunks(array.shape), chunk_key_encoding=FLAT_CHUNK_KEYS
-            )
+            _write_level(label_group, level, array, LABEL_AXES)
     if describe is not None:
         write_field_metadata(group, str(index), describe)
 
@@ -187,6 +201,8 @@ def assemble_plate_zarr(
             describe = FieldDescription(plate.name, well, channel_names, pixel, z_step)
             for field in fields:
                 field_dir = tmp / rows[r] / columns[c] / field
+                if not has_dimension_names(field_dir):  # linked from a well job that predates strict NGFF 0.5
+                    make_field_copy_strict(field_dir)
                 if not has_field_metadata(field_dir):  # written by the well job unless it predates that
                     write_field_metadata(zarr.open_group(store=str(field_dir), mode="r+"), field, describe)
         write_plate_metadata(
@@ -230,6 +246,66 @@ def has_field_metadata(field_dir: Path) -> bool:
     return "multiscales" in attributes.get("ome", {})
 
 
+def has_dimension_names(field_dir: Path) -> bool:
+    """True when the field's first array names its dimensions, as every array of a well job since NGFF 0.5 does.
+
+    One small read per field: the arrays of a well are all written by one job, so one tells for all.
+    """
+    try:
+        return json.loads((field_dir / "0" / "zarr.json").read_text()).get("dimension_names") is not None
+    except (OSError, ValueError):
+        return False
+
+
+def make_field_copy_strict(field_dir: Path) -> None:
+    """Bring a field linked from an older well job's output up to strict NGFF 0.5, in the plate's copies only.
+
+    Such wells are skipped by a rerun (same inputs, same run key) yet lack ``dimension_names`` and the
+    labels group's ``ome.version``. The plate's ``zarr.json`` files are copies (see :func:`link_tree`), so
+    completing them here leaves the well job's outputs as they were.
+    """
+    labels = field_dir / "labels"
+    images = [field_dir]
+    if labels.is_dir():
+        images += [p for p in sorted(labels.iterdir()) if (p / "zarr.json").is_file()]
+        _edit_json(labels / "zarr.json", _with_labels_version)
+    for image in images:
+        for level in sorted(p for p in image.iterdir() if p.name.isdigit()):
+            _edit_json(level / "zarr.json", _with_dimension_names)
+
+
+def _edit_json(path: Path, edit: Callable[[dict[str, Any]], bool]) -> None:
+    """Rewrite a metadata file when ``edit`` changed its document (it says so)."""
+    if path.is_file():
+        document = json.loads(path.read_text())
+        if edit(document):
+            path.write_text(json.dumps(document, indent=2))
+
+
+def _with_dimension_names(document: dict[str, Any]) -> bool:
+    """Name an array's dimensions after the multiscales axes (both image and label arrays are t, c, z, y, x)."""
+    if document.get("node_type") != "array" or document.get("dimension_names") is not None:
+        return False
+    if len(document["shape"]) != len(IMAGE_AXES):
+        return False
+    document["dimension_names"] = list(IMAGE_AXES)
+    return True
+
+
+def _with_labels_version(document: dict[str, Any]) -> bool:
+    ome = document.get("attributes", {}).get("ome")
+    if not ome or "version" in ome:
+        return False
+    document["attributes"]["ome"] = {"version": _ome_version(), **ome}
+    return True
+
+
+def _ome_version() -> str:
+    from ome_zarr.format import CurrentFormat
+
+    return CurrentFormat().version
+
+
 def write_field_metadata(group: Any, field: str, describe: FieldDescription) -> None:
     """A field's multiscales (with scales in µm), omero channels (names, colours, display windows) and labels."""
     from ome_zarr.writer import add_metadata, write_label_metadata, write_multiscales_metadata
@@ -250,4 +326,16 @@ def write_field_metadata(group: Any, field: str, describe: FieldDescription) -> 
         labels_group = group["labels"]
         label = labels_group[LABEL_NAME]
         write_multiscales_metadata(label, _datasets(label, pixel, z_step), axes=_AXES, name=LABEL_NAME)
+        _write_labels_version(labels_group)
         write_label_metadata(labels_group, LABEL_NAME, source={"image": "../../"})
+
+
+def _write_labels_version(labels_group: Any) -> None:
+    """Put ``ome.version`` on the ``labels`` group, which NGFF 0.5 requires of every OME group.
+
+    ome-zarr-py's ``write_label_metadata`` (0.18) writes the ``labels`` list without it, so strict validators
+    (ome-zarr-models) refuse the whole plate; the version it writes on the other groups is used here too.
+    """
+    from ome_zarr.writer import add_metadata
+
+    add_metadata(labels_group, {"version": _ome_version()})

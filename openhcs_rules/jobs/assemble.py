@@ -11,11 +11,14 @@ from typing import Any
 
 import numpy as np
 
-from openhcs_rules.io.atomic import atomic_path, atomic_write_bytes
+from openhcs_rules.io.atomic import atomic_path, atomic_write_bytes, remove_stale_temps
 from openhcs_rules.plate.model import PlateStructure
 from openhcs_rules.plate.naming import parse_well_name, row_name
 
 log = logging.getLogger(__name__)
+
+#: what the plate's assembly job writes under the plate's results folder
+PLATE_OUTPUTS = ("plate.ome.zarr", "images", "objects.csv", "wells.csv", "heatmap.png")
 
 
 def true_counts_per_well(plate: PlateStructure) -> dict[str, int] | None:
@@ -131,6 +134,8 @@ def assemble_plate(
     out = Path(out_dir)
     well_dirs = {well: Path(wells_dir) / well for well in plate.well_names}
     summaries = {w: json.loads((d / "summary.json").read_text()) for w, d in well_dirs.items()}
+    # a killed assembly's temp plate is never renamed into place; this job owns these outputs, so clear it
+    remove_stale_temps(*(out / name for name in PLATE_OUTPUTS))
     if backend == "zarr":
         from openhcs_rules.io.zarr_plate import assemble_plate_zarr
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from openhcs_rules.io.atomic import atomic_path, atomic_write_bytes, atomic_write_text
+from openhcs_rules.io.atomic import atomic_path, atomic_write_bytes, atomic_write_text, remove_stale_temps
 from openhcs_rules.pipeline.executor import PlaneKey, RunContext, WellResult, run_pipeline
 from openhcs_rules.pipeline.memory import resolve_memory_type
 from openhcs_rules.pipeline.model import Pipeline
@@ -88,13 +88,21 @@ class WellImageSink:
     def __enter__(self) -> WellImageSink:
         self._atomic = atomic_path(self.folder)
         self._tmp = self._atomic.__enter__()
+        try:
+            self._open()
+        except BaseException as error:  # a full disk already here: no temp folder left, the error names it
+            self._pool.shutdown(wait=False)
+            self._atomic.__exit__(type(error), error, error.__traceback__)
+            raise
+        return self
+
+    def _open(self) -> None:
         if self.backend == "zarr":
             from openhcs_rules.io.zarr_plate import open_well_group
 
             self._root = open_well_group(self._tmp)
         else:
             self._tmp.mkdir()
-        return self
 
     def submit(self, result: WellResult) -> None:
         if self.backend == "zarr":
@@ -151,6 +159,17 @@ def _field_arrays(result: WellResult) -> dict[int, tuple[np.ndarray, np.ndarray 
 
 
 _IMAGE_FOLDERS = {"zarr": "images.zarr", "disk": "images"}
+_TABLES = ("objects.csv", "summary.json")
+
+
+def clear_interrupted_writes(out: Path) -> None:
+    """Remove the temporaries that a killed run of this well left in its folder (its outputs only).
+
+    A SIGKILLed job cannot clean up, and its half-written ``.images.zarr.<random>.tmp`` (a whole well's
+    pixels) would otherwise outlive every successful rerun. The well's job owns this folder, so nothing
+    else is writing these targets now.
+    """
+    remove_stale_temps(*(out / name for name in (*_IMAGE_FOLDERS.values(), *_TABLES)))
 
 
 def write_tables(
@@ -303,6 +322,7 @@ def run_well(
     plate, context = inputs.plate, inputs.context
     out = Path(out_dir)
     objects: list[dict[str, Any]] = []
+    clear_interrupted_writes(out)
     context.on_step = inputs.streamer_for(well)
     try:
         describe = None

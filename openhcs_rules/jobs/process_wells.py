@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from openhcs_rules.errors import OpenHCSError
-from openhcs_rules.io.atomic import atomic_write_text
+from openhcs_rules.io.atomic import atomic_write_text, remove_stale_temps
 from openhcs_rules.jobs.process_well import _IMAGE_FOLDERS, WellJobInputs, run_well
 from openhcs_rules.plate.chunks import wells_in_chunk
 from openhcs_rules.plate.model import PlateStructure
@@ -109,6 +109,7 @@ def process_wells(
             f"The other wells are done and kept; fix the cause and rerun the same command: only the failed wells "
             f"are processed again."
         )
+    remove_stale_temps(manifest)  # this chunk job owns its manifest: clear what a killed run of it left
     summaries = {w: json.loads((Path(wells_dir) / w / "summary.json").read_text()) for w in wells}
     result = {"plate": plate.name, "chunk": chunk, "wells": wells, "run_key": key, "summaries": summaries}
     atomic_write_text(manifest, json.dumps(result, indent=1))
