@@ -51,7 +51,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 def _cmd_discover(args: argparse.Namespace) -> int:
     from openhcs_rules.jobs.discover import discover
 
-    discover(args.name, args.path, args.out, args.format)
+    discover(args.name, args.path, args.out, args.format, _nuclei_channel(args.nuclei_channel), args.pipeline)
     return 0
 
 
@@ -169,6 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--path", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--format", default="auto", choices=formats)
+    p.add_argument("--nuclei-channel", help="refuse the plate unless this channel (index or name) is in it")
+    p.add_argument("--pipeline", help="refuse the plate unless every channel this pipeline names is in it")
     p.set_defaults(func=_cmd_discover)
 
     p = sub.add_parser("illumination", help="(rule) estimate per-channel flat fields of a plate")

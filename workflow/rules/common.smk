@@ -49,6 +49,15 @@ def plate_folder(plate):
     return entry["path"]
 
 
+def nuclei_channel_args(plate):
+    """``--nuclei-channel X`` for a plate (its own setting, else the screen's), or nothing for the first channel.
+
+    An option and its value, or an empty list: an empty value would be dropped by shell quoting, not passed as ''.
+    """
+    channel = plate_source(plate).get("nuclei_channel", SCREEN["nuclei_channel"])
+    return [] if channel is None else ["--nuclei-channel", str(channel)]
+
+
 def generated_plate_marker(wildcards):
     """Synthetic plates depend on their generation; disk plates are external (never rebuilt)."""
     if plate_source(wildcards.plate)["source"] == "synthetic":

@@ -10,8 +10,7 @@ rule process_wells:
     output:
         manifest=f"{OUT}/{{plate}}/chunks/{{chunk}}.json",
     params:
-        # an option and its value, or nothing (an empty value would be dropped by the quoting, not passed as '')
-        nuclei_channel=["--nuclei-channel", str(SCREEN["nuclei_channel"])] if SCREEN["nuclei_channel"] is not None else [],
+        nuclei_channel=lambda wc: nuclei_channel_args(wc.plate),
         gpu=SCREEN["gpu"],
         backend=BACKEND,
         levels=SCREEN["output"]["pyramid_levels"],
