@@ -16,26 +16,32 @@ from typing import Any
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
-    from openhcs_rules.formats.registry import discover_plate, handler_for
+    from openhcs_rules.formats.registry import discover_plate
 
-    plate = discover_plate(args.path) if args.format == "auto" else handler_for(args.format).parse(args.path)
+    plate = discover_plate(args.path, format_name=args.format, **_format_options(args))
     summary = plate.summary()
     if args.json:
         out = {
+            "name": summary["name"],
+            "plate_id": plate.metadata.get("plate_id"),
             "format": summary["format"],
+            "layout": summary["layout"],
             "wells": summary["wells"],
             "sites": summary["sites"],
             "channels": summary["channels"],
             "z": summary["z"],
             "timepoints": summary["timepoints"],
             "image_shape": summary["image_shape"],
+            "dtype": summary["dtype"],
             "pixel_size_um": summary["pixel_size_um"],
             "warnings": summary["warnings"],
         }
         print(json.dumps(out, indent=1))
         return 0
     channels = ", ".join(f"{c['index']}={c['name']}" for c in summary["channels"])
-    print(f"plate       {plate.name}  ({plate.root})")
+    plate_id = plate.metadata.get("plate_id")
+    instrument = f", instrument plate id {plate_id}" if plate_id and plate_id != plate.name else ""
+    print(f"plate       {plate.name}  ({plate.root}{instrument})")
     print(f"format      {summary['format']}  layout {plate.rows}x{plate.columns}")
     print(f"wells       {len(summary['wells'])}: {' '.join(summary['wells'])}")
     print(f"sites       {summary['sites']}")
@@ -51,8 +57,29 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 def _cmd_discover(args: argparse.Namespace) -> int:
     from openhcs_rules.jobs.discover import discover
 
-    discover(args.name, args.path, args.out, args.format, _nuclei_channel(args.nuclei_channel), args.pipeline)
+    discover(
+        args.name,
+        args.path,
+        args.out,
+        args.format,
+        _nuclei_channel(args.nuclei_channel),
+        args.pipeline,
+        **_format_options(args),
+    )
     return 0
+
+
+def _add_format_options(p: argparse.ArgumentParser) -> None:
+    """--format and the pattern format's settings; '' means unset (the rule passes every plate's values)."""
+    p.add_argument("--format", default="auto", choices=FORMATS)
+    p.add_argument("--pattern", default="", help="format pattern: regular expression with named groups")
+    p.add_argument("--pattern-layout", default="", help="format pattern: the plate's well count (96, 384...)")
+
+
+def _format_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The pattern settings as keyword arguments of discover_plate (None when not given)."""
+    layout = args.pattern_layout.strip()
+    return {"pattern": args.pattern or None, "layout": int(layout) if layout.isdigit() else layout or None}
 
 
 def _cmd_illumination(args: argparse.Namespace) -> int:
@@ -152,23 +179,40 @@ def _cmd_pipeline(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_functions(args: argparse.Namespace) -> int:
+    """Every function a pipeline may name, built-in or from an installed plugin; 1 if a plugin is unusable."""
+    from openhcs_rules.pipeline.registry import list_functions
+
+    unusable = 0
+    for item in list_functions():
+        if item.spec is None:
+            unusable += 1
+            print(f"{item.name:<24} {item.source:<24} unusable: {item.problem}")
+            continue
+        memory = ",".join(item.spec.memory_types)
+        print(f"{item.name:<24} {item.source:<24} {item.spec.kind:<7} {memory:<11} {item.signature}")
+    return 1 if unusable else 0
+
+
+#: the --format choices: auto (detect) or a registered format; pattern is never detected
+FORMATS = ["auto", "imagexpress", "opera_phenix", "yokogawa", "pattern", "ome_zarr", "omero"]
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="openhcs-rules", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
-    formats = ["auto", "imagexpress", "opera_phenix", "ome_zarr", "omero"]
-
     p = sub.add_parser("inspect", help="print a plate's format, wells, sites, channels, z and timepoints")
     p.add_argument("path")
     p.add_argument("--json", action="store_true", help="one JSON object instead of a table")
-    p.add_argument("--format", default="auto", choices=formats)
+    _add_format_options(p)
     p.set_defaults(func=_cmd_inspect)
 
     p = sub.add_parser("discover", help="(rule) write a plate's structure as JSON")
     p.add_argument("--name", required=True)
     p.add_argument("--path", required=True)
     p.add_argument("--out", required=True)
-    p.add_argument("--format", default="auto", choices=formats)
+    _add_format_options(p)
     p.add_argument("--nuclei-channel", help="refuse the plate unless this channel (index or name) is in it")
     p.add_argument("--pipeline", help="refuse the plate unless every channel this pipeline names is in it")
     p.set_defaults(func=_cmd_discover)
@@ -223,6 +267,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("pipeline", help="parse a pipeline file (never executing it) and print its canonical form")
     p.add_argument("file")
     p.set_defaults(func=_cmd_pipeline)
+
+    p = sub.add_parser("functions", help="list the functions pipelines may name: built-in and from plugins")
+    p.set_defaults(func=_cmd_functions)
     from openhcs_rules.omero_cli import add_omero_parser
     from openhcs_rules.viewers_cli import add_viewer_parser
 

@@ -54,3 +54,15 @@ def test_bad_yaml_names_the_file(tmp_path):
     path.write_text("plates: [unclosed\n")
     with pytest.raises(ConfigError, match="screen.yaml: not valid YAML"):
         load_screen_config(path)
+
+
+def test_a_pattern_plate_s_expression_is_checked_by_validate_and_pattern_keys_need_format_pattern():
+    plate = {"source": "disk", "path": "x", "format": "pattern"}
+    with pytest.raises(ConfigError, match="plates.p.pattern: .* exponential"):
+        validate_screen_config({"plates": {"p": {**plate, "pattern": "(?P<well>(a+)+)"}}})
+    with pytest.raises(ConfigError, match="plates.p.pattern: .*well"):
+        validate_screen_config({"plates": {"p": {**plate, "pattern": "(?P<site>[0-9])"}}})
+    with pytest.raises(ConfigError, match="only used with 'format: pattern'"):
+        validate_screen_config({"plates": {"p": {"source": "disk", "path": "x", "pattern": "(?P<well>[A-P][0-9]{2})"}}})
+    good = validate_screen_config({"plates": {"p": {**plate, "pattern": r"(?P<well>[A-P]\d{2})_s(?P<site>\d)"}}})
+    assert good["plates"]["p"]["format"] == "pattern"

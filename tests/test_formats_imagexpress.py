@@ -344,3 +344,37 @@ def test_folder_without_images(tmp_path: Path) -> None:
     assert not ImageXpressHandler.detect(tmp_path)
     with pytest.raises(FormatError, match=str(tmp_path)):
         HANDLER.parse(tmp_path)
+
+
+# -- channels that share one illumination-setting name (a MetaXpress direct transfer) --------------------
+def test_repeated_illumination_names_become_unique_at_discovery(tmp_path: Path) -> None:
+    """Four channels all called FITC_05, the fourth projection-only: named apart from what MetaXpress wrote
+    (its 'Z Projection Method' tag, else the wavelength index), each with a warning."""
+    from metaxpress_direct import write_direct_transfer
+
+    plate = HANDLER.parse(write_direct_transfer(tmp_path / "plate"))
+    assert channels(plate) == [
+        (1, "FITC_05 w1"),
+        (2, "FITC_05 w2"),
+        (3, "FITC_05 w3"),
+        (4, "FITC_05 Maximum projection"),
+    ]
+    renamed = [w for w in plate.warnings if "renamed" in w]
+    assert len(renamed) == 4 and all("'FITC_05'" in w for w in renamed)
+    assert "Z Projection Method" in renamed[3] or "Maximum" in renamed[3]
+
+
+def test_a_well_of_a_plate_with_repeated_illumination_names_processes(tmp_path: Path) -> None:
+    from metaxpress_direct import write_direct_transfer
+    from workflow_helpers import PIPELINE
+
+    from openhcs_rules.jobs.discover import discover
+    from openhcs_rules.jobs.illumination import estimate_plate_illumination
+    from openhcs_rules.jobs.process_well import process_well
+
+    out = tmp_path / "out"
+    plate = discover("direct", write_direct_transfer(tmp_path / "plate"), out / "plate.json")
+    estimate_plate_illumination(plate, out / "illumination.npz", 8)
+    summary = process_well(out / "plate.json", "E07", PIPELINE, out / "E07", out / "illumination.npz", gpu="numpy")
+    assert summary["n_objects"] > 0
+    assert {"mean_intensity_FITC_05_w1", "mean_intensity_FITC_05_Maximum_projection"} <= set(summary)

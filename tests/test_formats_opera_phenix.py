@@ -43,7 +43,8 @@ def _tiffs(phenix: Path) -> list[Path]:
 
 def test_structure(phenix: Path, plate: PlateStructure) -> None:
     assert OperaPhenixHandler.detect(phenix)
-    assert plate.name == "opera_phenix_v5"
+    assert plate.name == "BR00122249"  # its PlateID: Harmony's name for the plate, not the folder's
+    assert plate.metadata["plate_id"] == "BR00122249" and plate.metadata["harmony_version"] == 5
     assert plate.root == str(phenix.absolute())
     assert plate.well_names == ["A01"]
     assert plate.sites == [1]
@@ -165,3 +166,28 @@ def test_folder_without_index(tmp_path: Path) -> None:
     assert not OperaPhenixHandler.detect(tmp_path)
     with pytest.raises(FormatError, match=rf"{tmp_path}.*Index\.idx\.xml"):
         HANDLER.parse(tmp_path)
+
+
+def test_lowercase_images_folder(phenix: Path, tmp_path: Path) -> None:
+    """Some Harmony exports name the subfolder ``images`` (pe2loaddata's Version5/Version7 data do)."""
+    root = tmp_path / "export"
+    (root / "images").mkdir(parents=True)
+    shutil.copy(phenix / "Index.idx.xml", root / "images" / "Index.idx.xml")
+    for tiff in _tiffs(phenix):
+        os.symlink(tiff, root / "images" / tiff.name)
+    assert OperaPhenixHandler.detect(root)
+    plate = HANDLER.parse(root)
+    assert plate.metadata["index_file"] == "images/Index.idx.xml"
+    assert [(c.index, c.name) for c in plate.channels] == CHANNELS
+
+
+def test_two_channels_with_one_name_are_renamed_with_their_emission(phenix: Path, tmp_path: Path) -> None:
+    text = (phenix / "Index.idx.xml").read_text(encoding="utf-8-sig")
+    text = text.replace("<ChannelName>Alexa 568</ChannelName>", "<ChannelName>Alexa 488</ChannelName>")
+    root = _export_with_images_folder(phenix, tmp_path / "export", text)
+    plate = HANDLER.parse(root)
+    names = [c.name for c in plate.channels]
+    assert names[3:5] == ["Alexa 488 em522nm", "Alexa 488 em599nm"]
+    assert len({n.replace(" ", "_").lower() for n in names}) == 6
+    renamed = [w for w in plate.warnings if "renamed" in w]
+    assert len(renamed) == 2 and "channel 4 is named 'Alexa 488' like channel(s) 5" in renamed[0]

@@ -38,7 +38,8 @@ def test_detect_and_discover_every_fixture(fixtures_dir: Path, folder: str, form
     assert detect_format(root).name == format_name
     plate = discover_plate(root)
     assert plate.format == format_name
-    assert plate.name == root.name
+    # an Opera plate is named by its PlateID (the instrument's name for it), other plates by their folder
+    assert plate.name == ("BR00122249" if format_name == "opera_phenix" else root.name)
     json.dumps(plate.to_dict())  # plate.json must be writable
     image = plate.images()[-1]
     plane = read_plane(plate, image)
@@ -64,8 +65,18 @@ def test_unknown_folder_says_what_was_looked_for(tmp_path: Path) -> None:
         detect_format(tmp_path)
     message = str(info.value)
     assert str(tmp_path) in message
-    for expected in (".HTD", "TimePoint_N", "_s1_w1.tif", "Index.idx.xml", "Index.xml", ".zarr"):
+    for expected in (".HTD", "TimePoint_N", "_s1_w1.tif", "Index.idx.xml", "Index.xml", ".zarr", "MeasurementData.mlf"):
         assert expected in message
+    assert "holds 1 file(s) (1 .txt)" in message  # what was found, not only what was looked for
+    assert "format: pattern" in message
+
+
+def test_yokogawa_is_asked_before_imagexpress_and_pattern_is_never_detected(tmp_path: Path) -> None:
+    """CellVoyager calibration TIFFs resemble ImageXpress names: the stricter format must be asked first."""
+    names = [cls.name for cls in registered_handlers()]
+    assert names.index("yokogawa") < names.index("imagexpress")
+    assert handler_for("pattern").name == "pattern"
+    assert not handler_for("pattern").detect(tmp_path)
 
 
 def test_missing_and_file_paths(tmp_path: Path) -> None:

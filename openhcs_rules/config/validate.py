@@ -131,6 +131,23 @@ def _plate_source_problems(plates: dict[str, Any]) -> Any:
             plate["format"] = "omero"
         if plate["source"] == "synthetic":
             yield from _synthetic_size_problems(name, plate["synthetic"])
+        yield from _pattern_problems(name, plate)
+
+
+def _pattern_problems(name: str, plate: dict[str, Any]) -> Any:
+    """A pattern plate's expression compiles safely; pattern keys on any other plate are a mistake."""
+    from openhcs_rules.formats.pattern import compile_pattern
+
+    if plate.get("format") == "pattern":
+        try:
+            compile_pattern(plate.get("pattern"), key=f"plates.{name}.pattern")
+        except ConfigError as exc:
+            yield str(exc)
+    else:
+        for key in ("pattern", "pattern_layout"):
+            if key in plate:
+                used = f"this plate's format is {plate['format']!r}"
+                yield f"plates.{name}.{key}: only used with 'format: pattern' ({used})."
 
 
 def _synthetic_size_problems(name: str, spec: dict[str, Any]) -> Any:

@@ -44,7 +44,19 @@ class FormatHandler(ABC):
     @classmethod
     @abstractmethod
     def detect(cls, root: Path) -> bool:
-        """True when ``root`` looks like a plate of this format. Must be cheap: it only peeks at names."""
+        """True when ``root`` is a plate of this format. Must be cheap (it only peeks at names) and strict:
+        claim a folder only when its files are consistent with the format, since the first handler that
+        claims a folder reads it, and a wrong claim turns calibration files or another instrument's images
+        into wells."""
+
+    @classmethod
+    def refusal(cls, root: Path) -> str | None:
+        """What this format saw in a folder it did not claim (counts, example names), or None.
+
+        The registry quotes it when no format claims a folder, so the user learns what was found and why
+        it did not fit, not only what was looked for.
+        """
+        return None
 
     @abstractmethod
     def parse(self, root: Path, plate_name: str | None = None) -> PlateStructure:

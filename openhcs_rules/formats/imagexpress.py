@@ -30,14 +30,16 @@ from __future__ import annotations
 import csv
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from openhcs_rules.errors import FormatError, ImageReadError
 from openhcs_rules.formats.base import FormatHandler, get_tiff_page, infer_layout, open_tiff
+from openhcs_rules.plate.channels import unique_channel_names
 from openhcs_rules.plate.model import ChannelInfo, ImageKey, ImageStructure, PlateStructure, build_wells
-from openhcs_rules.plate.naming import parse_well_name, well_name
+from openhcs_rules.plate.naming import PLATE_LAYOUTS, parse_well_name, well_name
 
 #: read the stage position of every (well, site) up to this many pairs; beyond, only the first well's
 STAGE_POSITION_SITE_LIMIT = 500
@@ -45,6 +47,8 @@ STAGE_POSITION_SITE_LIMIT = 500
 CHAIN_DEPTH = 4
 #: how many example paths a warning or metadata list quotes
 _EXAMPLES = 5
+#: the largest plate (rows, columns) a well in a file name may belong to: 1536 wells, rows A..AF
+MAX_PLATE_LAYOUT = PLATE_LAYOUTS[1536]
 
 _GUID = r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}"
 _FILENAME_RE = re.compile(
@@ -68,14 +72,25 @@ class ImageXpressName:
     thumbnail: bool
 
 
+def well_fits_plate(well: str) -> bool:
+    """True when ``well`` names a well of a plate of at most :data:`MAX_PLATE_LAYOUT` (A01..AF48)."""
+    try:
+        row, column = parse_well_name(well)
+    except ValueError:
+        return False
+    return row < MAX_PLATE_LAYOUT[0] and column < MAX_PLATE_LAYOUT[1]
+
+
 def parse_imagexpress_filename(name: str) -> ImageXpressName | None:
     """Parse one file name; ``None`` when it is not ImageXpress-style.
 
     A GUID glued after the site or channel number (``_s1E94C24BD-...``) is unambiguous because a GUID has a
     fixed 8-4-4-4-12 shape, so the regex backtracks to the right split of ``_s117654C10-...`` (site 1).
+    A "well" no plate has (row past AF, column 00 or past 48) means the name only looks alike: a CV8000
+    shading-correction image ``SC_BP445-45_40x_M10_CH01.tif`` would otherwise be well CH01, row 86.
     """
     match = _FILENAME_RE.match(name)
-    if match is None:
+    if match is None or not well_fits_plate(match.group("well")):
         return None
     return ImageXpressName(
         prefix=match.group("prefix") or "",
@@ -246,16 +261,96 @@ def _numbered_subfolders(folder: Path, pattern: re.Pattern[str]) -> list[tuple[i
     return sorted(found)
 
 
-def _holds_imagexpress_data(folder: Path, depth: int = 2) -> bool:
-    """Cheap check: an HTD, an ImageXpress-named TIFF, or TimePoint_/ZStep_ folders holding such TIFFs."""
+@dataclass
+class FolderTally:
+    """What recognition saw in a folder and its TimePoint_/ZStep_ subfolders: names only, no file opened.
+
+    Kept as counts and examples so that a refused folder can be described to the user, not just refused.
+    """
+
+    htd: bool = False
+    tiffs: int = 0
+    images: int = 0  # TIFFs named like ImageXpress images of a well on a plate (thumbnails excluded)
+    thumbnails: int = 0
+    off_plate: list[str] = field(default_factory=list)  # ImageXpress-like names whose "well" no plate has
+    foreign: list[str] = field(default_factory=list)  # other TIFF names
+
+    @property
+    def consistent(self) -> bool:
+        """An HTD, or at least one real image and at least half of the TIFFs named like ImageXpress files.
+
+        Half, not all: exports may hold a stray overview or stitched image (reported, then ignored).
+        """
+        if self.htd:
+            return True
+        return self.images > 0 and 2 * (self.images + self.thumbnails) >= self.tiffs
+
+    def add(self, name: str) -> None:
+        """Count one TIFF file name."""
+        self.tiffs += 1
+        parsed = parse_imagexpress_filename(name)
+        if parsed is None:
+            looks_alike = _FILENAME_RE.match(name) is not None
+            examples = self.off_plate if looks_alike else self.foreign
+            if len(examples) < _EXAMPLES:
+                examples.append(name)
+        elif parsed.thumbnail:
+            self.thumbnails += 1
+        else:
+            self.images += 1
+
+    def describe(self, folder: Path) -> str:
+        """One sentence for a refusal: what the TIFFs of ``folder`` are named like."""
+        if self.tiffs == 0:
+            return f"{folder} holds no .HTD file and no TIFF files (nor TimePoint_N/ZStep_M folders with some)"
+        parts = [f"{self.tiffs} TIFF file(s) in {folder}: {self.images} named like ImageXpress well images"]
+        if self.thumbnails:
+            parts.append(f"{self.thumbnails} ImageXpress thumbnails")
+        if self.off_plate:
+            parts.append(
+                f"some named like ImageXpress files but with a 'well' outside a plate of at most "
+                f"{MAX_PLATE_LAYOUT[0]} rows x {MAX_PLATE_LAYOUT[1]} columns (calibration or other files), "
+                f"e.g. {', '.join(self.off_plate)}"
+            )
+        if self.foreign:
+            parts.append(f"others not named like ImageXpress files, e.g. {', '.join(self.foreign)}")
+        return "; ".join(parts)
+
+
+#: how many TIFF names recognition looks at per folder tree: enough to judge, cheap on 10^6-file plates
+TALLY_LIMIT = 5000
+
+
+def tally_folder(folder: Path, depth: int = 2, tally: FolderTally | None = None) -> FolderTally:
+    """Count the HTD and the TIFF names of ``folder`` and of its TimePoint_N/ZStep_M subfolders."""
+    tally = tally if tally is not None else FolderTally()
     for entry in _entries(folder):
+        if tally.tiffs >= TALLY_LIMIT:
+            break
         if entry.is_file():
-            if entry.name.lower().endswith(".htd") or parse_imagexpress_filename(entry.name):
-                return True
-        elif depth > 0 and (_TIMEPOINT_RE.match(entry.name) or _ZSTEP_RE.match(entry.name)):
-            if entry.is_dir() and _holds_imagexpress_data(Path(entry.path), depth - 1):
-                return True
-    return False
+            if entry.name.lower().endswith(".htd"):
+                tally.htd = True
+            elif entry.name.lower().endswith((".tif", ".tiff")):
+                tally.add(entry.name)
+        elif depth > 0 and (_TIMEPOINT_RE.match(entry.name) or _ZSTEP_RE.match(entry.name)) and entry.is_dir():
+            tally_folder(Path(entry.path), depth - 1, tally)
+    return tally
+
+
+def _holds_imagexpress_data(folder: Path, depth: int = 2) -> bool:
+    """An HTD, or TIFFs (here or in TimePoint_/ZStep_ folders) that are consistently ImageXpress-named."""
+    return tally_folder(folder, depth).consistent
+
+
+def _chain(root: Path, max_depth: int) -> Iterator[Path]:
+    """``root``, then each only subfolder below it, up to ``max_depth`` levels (lazily: callers stop early)."""
+    current = Path(root)
+    for level in range(max_depth + 1):
+        yield current
+        subfolders = [Path(e.path) for e in _entries(current) if e.is_dir()]
+        if len(subfolders) != 1 or level == max_depth:
+            return
+        current = subfolders[0]
 
 
 def find_image_root(root: Path, max_depth: int = CHAIN_DEPTH) -> Path | None:
@@ -266,15 +361,22 @@ def find_image_root(root: Path, max_depth: int = CHAIN_DEPTH) -> Path | None:
     one subfolder (other files are allowed), up to ``max_depth`` levels. Several subfolders are ambiguous
     (two acquisitions): we stop and return None rather than pick one.
     """
-    current = Path(root)
-    for _ in range(max_depth + 1):
-        if _holds_imagexpress_data(current):
-            return current
-        subfolders = [Path(e.path) for e in _entries(current) if e.is_dir()]
-        if len(subfolders) != 1:
-            return None
-        current = subfolders[0]
-    return None
+    return next((folder for folder in _chain(root, max_depth) if _holds_imagexpress_data(folder)), None)
+
+
+def describe_refusal(root: Path, max_depth: int = CHAIN_DEPTH) -> str:
+    """Why ``root`` is not an ImageXpress plate, from the folder of its chain holding the most TIFFs.
+
+    Used in error messages, so a user sees what was found (counts and example names), not only what was not.
+    """
+    folders = list(_chain(root, max_depth))
+    tallies = [(tally_folder(folder), folder) for folder in folders]
+    tally, folder = max(tallies, key=lambda pair: pair[0].tiffs)
+    text = tally.describe(folder)
+    subfolders = [e.name for e in _entries(folders[-1]) if e.is_dir()]
+    if len(subfolders) > 1:
+        text += f"; {folders[-1]} has {len(subfolders)} subfolders ({', '.join(subfolders[:_EXAMPLES])}): point at one"
+    return text
 
 
 def _find_htd(image_root: Path, timepoint_folders: list[Path], warnings: list[str]) -> Path | None:
@@ -471,6 +573,21 @@ def _channel_info(index: int, sample: _ChannelSample, htd: HTDFile | None) -> Ch
     return ChannelInfo(index, str(name), wavelength_nm)
 
 
+def _channel_infos(samples: dict[int, _ChannelSample], htd: HTDFile | None, warnings: list[str]) -> list[ChannelInfo]:
+    """The channels, named as MetaXpress named them and made unique (with a warning each) from what it wrote.
+
+    Direct transfers name channels by illumination setting, which several channels may share (four
+    'FITC_05'): a channel is told apart by its 'Z Projection Method' tag (a projection-only channel), else
+    by its wavelength index ``w<n>`` from the file name.
+    """
+    channels = [_channel_info(index, sample, htd) for index, sample in sorted(samples.items())]
+    qualifiers: dict[int, list[str | None]] = {}
+    for index, sample in samples.items():
+        method = sample.info.get("Z Projection Method")
+        qualifiers[index] = [f"{method} projection" if method else None, f"w{index}"]
+    return unique_channel_names(channels, warnings, qualifiers)
+
+
 def _read_stage_positions(
     images: list[ImageStructure], paths: dict[ImageKey, Path], warnings: list[str]
 ) -> tuple[list[ImageStructure], str]:
@@ -550,9 +667,15 @@ class ImageXpressHandler(FormatHandler):
 
     @classmethod
     def detect(cls, root: Path) -> bool:
-        """True when ``root`` (or the end of a single-subfolder chain below it) holds an ``.HTD`` file,
-        ImageXpress-named TIFFs, or TimePoint_N/ZStep_M folders with such TIFFs."""
+        """True when ``root`` (or the end of a single-subfolder chain below it) holds an ``.HTD`` file, or
+        TIFFs (there or in TimePoint_N/ZStep_M folders) consistent with ImageXpress: at least one image of a
+        well on a plate of at most 32x48 and at least half of them ImageXpress-named (see FolderTally)."""
         return Path(root).is_dir() and find_image_root(Path(root)) is not None
+
+    @classmethod
+    def refusal(cls, root: Path) -> str | None:
+        """What the TIFFs of a folder this format did not claim are named like (for the registry's error)."""
+        return describe_refusal(Path(root)) if Path(root).is_dir() else None
 
     def parse(self, root: Path, plate_name: str | None = None) -> PlateStructure:
         """Discover every plane. ``root`` may be the image root or a parent chain leading to it (as in
@@ -561,9 +684,11 @@ class ImageXpressHandler(FormatHandler):
         image_root = find_image_root(root) if root.is_dir() else None
         if image_root is None:
             raise FormatError(
-                f"{root} is not an ImageXpress plate folder: found no .HTD file, no TimePoint_N/ZStep_M "
-                "folders and no files named like 'Plate_B02_s1_w1.tif' (also not down a chain of single "
-                "subfolders); point at the folder that holds the plate's images"
+                f"{root} is not an ImageXpress plate folder: it needs a .HTD file, or TIFFs (also in "
+                "TimePoint_N/ZStep_M folders, or down a chain of single subfolders) mostly named like "
+                f"'Plate_B02_s1_w1.tif'. Found: {describe_refusal(root) if root.is_dir() else 'no folder'}. "
+                "Point at the folder that holds the plate's images, or use the format of the instrument that "
+                "wrote them (format: pattern for file names of your own)"
             )
         warnings: list[str] = []
         timepoints = _numbered_subfolders(image_root, _TIMEPOINT_RE)
@@ -598,7 +723,7 @@ class ImageXpressHandler(FormatHandler):
     ) -> PlateStructure:
         metadata: dict[str, Any] = {"image_root": image_root.relative_to(root).as_posix()}
         samples = self._channel_samples(images, paths, scan)
-        channels = [_channel_info(index, sample, htd) for index, sample in sorted(samples.items())]
+        channels = _channel_infos(samples, htd, warnings)
         first = samples[min(samples)]
         self._check_samples(samples, first, warnings, metadata)
         images, metadata["stage_positions"] = _read_stage_positions(images, paths, warnings)

@@ -8,7 +8,10 @@ handler, plugins) call :func:`register_handler` at import time. Reading a plane 
 
 from __future__ import annotations
 
+import os
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -18,9 +21,13 @@ from openhcs_rules.formats.imagexpress import ImageXpressHandler
 from openhcs_rules.formats.ome_zarr import OmeZarrHandler
 from openhcs_rules.formats.omero import OmeroFormatHandler
 from openhcs_rules.formats.opera_phenix import OperaPhenixHandler
+from openhcs_rules.formats.pattern import PatternHandler
+from openhcs_rules.formats.yokogawa import YokogawaHandler
 from openhcs_rules.plate.model import ImageStructure, PlateStructure
 
 _HANDLERS: list[type[FormatHandler]] = []
+#: how many folder names and file suffixes an error message quotes
+_EXAMPLES = 5
 
 #: what detect_format looked for, per format, for the error message when nothing matched
 _LOOKED_FOR = (
@@ -28,6 +35,8 @@ _LOOKED_FOR = (
     "'<plate>_B02_s1_w1.tif' (direct transfer: '<name>_E07_s1<GUID>.tif'; the folder itself or at the end "
     "of a chain of single subfolders such as <name>/<date>/<acquisition id>)",
     "Opera Phenix: Index.idx.xml or Index.xml (Harmony export), in the folder or in its Images/ subfolder",
+    "Yokogawa CellVoyager (CV7000, CV8000, CQ1): MeasurementData.mlf with MeasurementDetail.mrf, in the folder "
+    "or at the end of a chain of single subfolders",
     "OME-Zarr: a .zarr folder with OME-NGFF plate metadata",
 )
 
@@ -54,11 +63,16 @@ def registered_handlers() -> list[type[FormatHandler]]:
     return list(_HANDLERS)
 
 
-def handler_for(name: str) -> FormatHandler:
-    """A handler instance for a format name as stored in ``PlateStructure.format``."""
+def handler_for(name: str, **options: Any) -> FormatHandler:
+    """A handler instance for a format name as stored in ``PlateStructure.format``.
+
+    ``options`` configure handlers that need more than a folder (the pattern format's ``pattern`` and
+    ``layout``); None values are dropped, so callers can pass their optional settings unconditionally.
+    """
+    given = {key: value for key, value in options.items() if value is not None}
     for cls in _HANDLERS:
         if cls.name == name:
-            return cls()
+            return _instantiate(cls, given)
     known = ", ".join(cls.name for cls in _HANDLERS)
     raise FormatError(
         f"no handler for plate format {name!r} (known: {known}); the plate.json was written by another "
@@ -77,16 +91,62 @@ def detect_format(root: str | Path) -> FormatHandler:
         if cls.detect(root):
             return cls()
     looked_for = "\n  - ".join(_LOOKED_FOR)
+    refusals = [f"{cls.name}: {text}" for cls in _HANDLERS if (text := cls.refusal(root))]
+    found = "\n  - ".join([summarise_folder(root), *refusals])
     raise FormatError(
-        f"{root.absolute()} is not a plate folder of any supported format. Looked for:\n  - {looked_for}\n"
+        f"{root.absolute()} is not a plate folder of any supported format.\nFound:\n  - {found}\n"
+        f"Looked for:\n  - {looked_for}\n"
         "Point at the plate's own folder (for a direct transfer with several acquisitions, at one "
-        "acquisition folder)."
+        "acquisition folder); for an instrument without a reader, use format: pattern with a regular "
+        "expression for its file names."
     )
 
 
-def discover_plate(root: str | Path, name: str | None = None) -> PlateStructure:
-    """Detect the format of ``root`` and parse the plate (``name`` defaults to the folder name)."""
-    return detect_format(root).parse(Path(root), name)
+def summarise_folder(root: Path) -> str:
+    """'12 files (8 .tif, 4 .txt) and 1 subfolder (x)': what a refused folder holds, for the error message."""
+    try:
+        with os.scandir(root) as it:
+            entries = [(e.name, e.is_dir()) for e in it if not e.name.startswith(".")]
+    except OSError as exc:
+        return f"{root} cannot be listed: {exc}"
+    folders = sorted(name for name, is_dir in entries if is_dir)
+    suffixes = Counter(Path(name).suffix.lower() or "(no extension)" for name, is_dir in entries if not is_dir)
+    kinds = ", ".join(f"{count} {suffix}" for suffix, count in suffixes.most_common(_EXAMPLES))
+    text = f"{root} holds {sum(suffixes.values())} file(s)" + (f" ({kinds})" if kinds else "")
+    if folders:
+        text += f" and {len(folders)} subfolder(s) ({', '.join(folders[:_EXAMPLES])})"
+    return text
+
+
+def _instantiate(cls: type[FormatHandler], options: dict[str, Any]) -> FormatHandler:
+    """``cls(**options)``; options a format does not take are a FormatError naming them."""
+    try:
+        return cls(**options)
+    except TypeError:
+        if not options:
+            raise
+        raise FormatError(
+            f"format {cls.name!r} takes no option(s) {', '.join(sorted(options))}: they belong to format 'pattern'"
+        ) from None
+
+
+def discover_plate(
+    root: str | Path, name: str | None = None, format_name: str = "auto", **options: Any
+) -> PlateStructure:
+    """Parse the plate under ``root`` (``name`` defaults to the instrument's plate id, else the folder name).
+
+    ``format_name`` 'auto' detects the format; any other name forces that handler, configured with
+    ``options`` (the pattern format's ``pattern`` and ``layout``), which detection never uses.
+    """
+    given = {key: value for key, value in options.items() if value is not None}
+    if format_name == "auto":
+        if given:
+            raise FormatError(
+                f"option(s) {', '.join(sorted(given))} only apply to a named format: set format: pattern "
+                "(detection never reads file names by a pattern)"
+            )
+        return detect_format(root).parse(Path(root), name)
+    return handler_for(format_name, **given).parse(Path(root), name)
 
 
 def read_plane(plate: PlateStructure, image: ImageStructure) -> np.ndarray:
@@ -97,4 +157,6 @@ def read_plane(plate: PlateStructure, image: ImageStructure) -> np.ndarray:
 register_handler(OmeroFormatHandler)  # omero:// plate URLs only; imports no omero-py until used
 register_handler(OmeZarrHandler)  # most specific folder format: a .zarr with plate metadata
 register_handler(OperaPhenixHandler)
+register_handler(YokogawaHandler)  # before ImageXpress: its calibration TIFFs resemble ImageXpress names
 register_handler(ImageXpressHandler)
+register_handler(PatternHandler)  # never detected (detect is always False): chosen with format: pattern

@@ -18,19 +18,19 @@ def discover(
     format_name: str = "auto",
     nuclei_channel: int | str | None = None,
     pipeline_path: str | Path | None = None,
+    pattern: str | None = None,
+    layout: int | None = None,
 ) -> PlateStructure:
     """Parse the plate folder (never writing into it) and save its structure as JSON.
 
     With ``nuclei_channel`` / ``pipeline_path``, every channel the pipeline will ask for is checked against
     the plate's channels first: a plate.json is only written for a plate its wells can be processed on.
     """
-    from openhcs_rules.formats.registry import discover_plate, handler_for
+    from openhcs_rules.formats.registry import discover_plate
 
     root = Path(path)
-    if format_name == "auto":
-        plate = discover_plate(root, name=plate_name)
-    else:
-        plate = handler_for(format_name).parse(root, plate_name)
+    # format 'pattern' reads file names by ``pattern`` (plate ``layout``: a well count); detection never does
+    plate = discover_plate(root, plate_name, format_name, pattern=pattern, layout=layout)
     missing = plate.missing_sites()
     for well, sites in missing.items():
         message = (

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from openhcs_rules.plate.channels import unique_channel_names
 from openhcs_rules.plate.naming import normalise_well_name, parse_well_name, virtual_filename
 
 #: the components that address one 2D plane inside a plate
@@ -122,6 +123,14 @@ class PlateStructure:
     z_step_um: float | None = None
     warnings: list[str] = field(default_factory=list)
     metadata: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        """Make channel names unique (once sanitised) whichever handler, or older plate.json, built the plate.
+
+        They become measurement columns: a clash used to fail every well after all its processing. Handlers
+        that know what tells their channels apart rename first (see plate.channels); this is the safety net.
+        """
+        self.channels = unique_channel_names(self.channels, self.warnings)
 
     # -- derived views ------------------------------------------------------------------------------
     def _union(self, component: str) -> list[int]:

@@ -19,6 +19,7 @@ PLATE_LAYOUTS: dict[int, tuple[int, int]] = {
     1536: (32, 48),
 }
 
+_PLATE_NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 _WELL_RE = re.compile(r"^([A-Z]{1,2})(\d{1,3})$")
 _VIRTUAL_RE = re.compile(r"^(?P<well>[A-Z]{1,2}\d{2,3})_s(?P<site>\d+)_w(?P<channel>\d+)_z(?P<z>\d+)_t(?P<t>\d+)\.tif$")
 
@@ -95,3 +96,15 @@ def parse_virtual_filename(name: str) -> dict[str, str | int]:
         "z": int(parts["z"]),
         "t": int(parts["t"]),
     }
+
+
+def safe_plate_name(text: str | None) -> str | None:
+    """An instrument's plate id as a plate name (``^[A-Za-z0-9][A-Za-z0-9_.-]*$``, as the config requires).
+
+    Runs of other characters become one '_' and leading/trailing separators go ('BR001 / rep #1' ->
+    'BR001_rep_1'), because the name becomes a folder and a shell word; None when nothing usable is left.
+    """
+    if not text:
+        return None
+    name = _PLATE_NAME_UNSAFE.sub("_", text.strip()).strip("_.-")
+    return name or None

@@ -58,6 +58,13 @@ def nuclei_channel_args(plate):
     return [] if channel is None else ["--nuclei-channel", str(channel)]
 
 
+def pattern_args(plate):
+    """``--pattern REGEX [--pattern-layout N]`` for a ``format: pattern`` plate, nothing for any other."""
+    entry = plate_source(plate)
+    args = ["--pattern", entry["pattern"]] if entry.get("pattern") else []
+    return args + (["--pattern-layout", str(entry["pattern_layout"])] if entry.get("pattern_layout") else [])
+
+
 def generated_plate_marker(wildcards):
     """Synthetic plates depend on their generation; disk plates are external (never rebuilt)."""
     if plate_source(wildcards.plate)["source"] == "synthetic":

@@ -29,6 +29,7 @@ checkpoint discover:
         folder=lambda wc: plate_folder(wc.plate),
         format=lambda wc: plate_source(wc.plate)["format"],
         nuclei_channel=lambda wc: nuclei_channel_args(wc.plate),
+        pattern=lambda wc: pattern_args(wc.plate),
         # a param, not an input: editing the pipeline must not rediscover every plate (and redo its flat field)
         pipeline=SCREEN["pipeline"],
     conda:
@@ -39,7 +40,7 @@ checkpoint discover:
         "benchmarks/{plate}/discover.tsv"
     shell:
         "{OPENHCS} discover --name {wildcards.plate:q} --path {params.folder:q} --format {params.format:q}"
-        " {params.nuclei_channel:q} --pipeline {params.pipeline:q} --out {output.json:q} > {log:q} 2>&1"
+        " {params.pattern:q} {params.nuclei_channel:q} --pipeline {params.pipeline:q} --out {output.json:q} > {log:q} 2>&1"
 
 
 rule estimate_illumination:
