@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import numpy as np
@@ -159,3 +160,36 @@ def test_screen_config_requires_a_pattern_for_format_pattern() -> None:
     config = validate_screen_config({"plates": {"p1": {**plate, "pattern": CYTATION_OK, "pattern_layout": 96}}})
     assert config["plates"]["p1"]["pattern"] == CYTATION_OK
     assert validate_screen_config({"plates": {"p2": {"source": "disk", "path": "/x", "format": "yokogawa"}}})
+
+
+@pytest.mark.workflow
+def test_a_pattern_plate_runs_through_the_workflow_like_the_same_plate_in_its_own_format(tmp_path: Path) -> None:
+    """The same images, once as an ImageXpress plate and once renamed the way a Cytation export names them,
+    give the same counts: the regular expression reaches discovery through the rule, quoted."""
+    from workflow_helpers import snakemake, write_config
+
+    from openhcs_rules.demo.synthetic import generate_imagexpress_plate
+
+    original = tmp_path / "ix"
+    generate_imagexpress_plate(
+        original, plate_name="ix", wells=["B02", "C03"], sites=2, channels=2, z_planes=1, shape=(128, 128), seed=4
+    )
+    renamed = tmp_path / "cytation export"
+    renamed.mkdir()
+    for path in (original / "TimePoint_1").glob("*.TIF"):
+        _, well, site, channel = path.stem.split("_")
+        (renamed / f"{well}_{int(site[1:]):02d}_{'DAPI' if channel == 'w1' else 'GFP'}_001.tif").write_bytes(
+            path.read_bytes()
+        )
+    pattern = r"(?P<well>[A-P]\d{2})_(?P<site>\d{2})_(?P<channel>[A-Za-z0-9]+)_\d{3}\.tif"
+    plates = {
+        "ix": {"source": "disk", "path": str(original)},
+        "cyt": {"source": "disk", "path": str(renamed), "format": "pattern", "pattern": pattern},
+    }
+    done = snakemake(tmp_path, write_config(tmp_path, {"plates": plates}))
+    assert done.returncode == 0, done.stderr[-3000:]
+    counts = {}
+    for plate in plates:
+        with (tmp_path / "results" / plate / "wells.csv").open() as handle:
+            counts[plate] = {row["well"]: row["n_objects"] for row in csv.DictReader(handle)}
+    assert counts["cyt"] == counts["ix"] and set(counts["ix"]) == {"B02", "C03"}
