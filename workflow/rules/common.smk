@@ -3,7 +3,6 @@
 import json
 import os
 import re
-import shlex
 import sys
 
 from snakemake.exceptions import WorkflowError
@@ -18,14 +17,15 @@ try:  # the same check as `openhcs-rules validate`: a bad plate path or pipeline
 except ConfigError as exc:
     raise WorkflowError(str(exc)) from None
 
-OUT = SCREEN["output"]["dir"].rstrip("/") or "/"  # check_screen refused the filesystem root
+OUT = SCREEN["output"]["dir"].rstrip("/")  # never the filesystem root: check_screen refuses it
 BACKEND = SCREEN["output"]["backend"]
 PLATES = list(SCREEN["plates"])
-# Each job is `python -m openhcs_rules <command>` with this interpreter: no Snakemake import per job.
-# Used in shell commands as {OPENHCS}, never as a rule param: Snakemake compares params between runs, and
-# the interpreter's path is a fact of this machine (another venv, or `python -m snakemake`, must not make
-# every job look changed).
-OPENHCS = f"{shlex.quote(sys.executable)} -m openhcs_rules"
+# Each job is `"$OPENHCS_RULES_PYTHON" -m openhcs_rules <command>`: this interpreter, no Snakemake import per
+# job. An environment variable, not a param of the rules; Snakemake compares params between runs, and the
+# interpreter's path is a fact of this machine (another venv, or `python -m snakemake`, must not make every
+# job look changed). Every Snakemake process that runs jobs (also on a cluster node) parses this file and
+# sets it for the shells it starts.
+os.environ["OPENHCS_RULES_PYTHON"] = sys.executable
 
 
 wildcard_constraints:

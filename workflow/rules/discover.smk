@@ -14,7 +14,8 @@ rule generate_synthetic_plate:
     benchmark:
         "benchmarks/{plate}/generate_synthetic_plate.tsv"
     shell:
-        "{OPENHCS} generate-demo --out {params.folder:q} --name {wildcards.plate:q}"
+        "\"$OPENHCS_RULES_PYTHON\" -m openhcs_rules generate-demo"
+        " --out {params.folder:q} --name {wildcards.plate:q}"
         " --wells {params.spec[wells]:q} --sites {params.spec[sites]:q} --channels {params.spec[channels]:q}"
         " --z-planes {params.spec[z_planes]:q} --timepoints {params.spec[timepoints]:q}"
         " --size {params.spec[size]:q} --seed {params.spec[seed]:q} > {log:q} 2>&1"
@@ -39,7 +40,8 @@ checkpoint discover:
     benchmark:
         "benchmarks/{plate}/discover.tsv"
     shell:
-        "{OPENHCS} discover --name {wildcards.plate:q} --path {params.folder:q} --format {params.format:q}"
+        "\"$OPENHCS_RULES_PYTHON\" -m openhcs_rules discover"
+        " --name {wildcards.plate:q} --path {params.folder:q} --format {params.format:q}"
         " {params.pattern:q} {params.nuclei_channel:q} --pipeline {params.pipeline:q} --out {output.json:q} > {log:q} 2>&1"
 
 
@@ -57,5 +59,6 @@ rule estimate_illumination:
     benchmark:
         "benchmarks/{plate}/estimate_illumination.tsv"
     shell:
-        "{OPENHCS} illumination --plate-json {input.plate:q} --out {output:q} --max-images {params.max_images:q}"
+        "\"$OPENHCS_RULES_PYTHON\" -m openhcs_rules illumination"
+        " --plate-json {input.plate:q} --out {output:q} --max-images {params.max_images:q}"
         " > {log:q} 2>&1"

@@ -28,7 +28,8 @@ rule process_wells:
     benchmark:
         "benchmarks/{plate}/chunks/{chunk}.tsv"
     shell:
-        "OMP_NUM_THREADS={threads:q} {OPENHCS} process-wells --plate-json {input.plate:q}"
+        "OMP_NUM_THREADS={threads:q} \"$OPENHCS_RULES_PYTHON\" -m openhcs_rules process-wells"
+        " --plate-json {input.plate:q}"
         " --chunk {wildcards.chunk:q} --pipeline {input.pipeline:q} --wells-dir {params.wells_dir:q}"
         " --manifest {output.manifest:q} --illumination {input.illumination:q}"
         " {params.nuclei_channel:q} --gpu {params.gpu:q} --backend {params.backend:q}"
