@@ -95,8 +95,9 @@ def _call_image_step(
     result: WellResult,
     context: RunContext,
     kwargs: dict[str, Any],
+    memory_type: str,
 ) -> dict[PlaneKey, Any]:
-    stack = _stack(result, keys, context.memory_type)
+    stack = _stack(result, keys, memory_type)
     call_kwargs = dict(kwargs)
     if "illumination" in inspect.signature(func).parameters:
         channels = {k[_POS["channel"]] for k in keys}
@@ -107,15 +108,25 @@ def _call_image_step(
         channel = channels.pop()
         if channel not in context.illumination:
             raise PipelineError(f"step {step.label!r}: no illumination profile for channel {channel}")
-        call_kwargs["illumination"] = to_memory(context.illumination[channel], context.memory_type)
+        call_kwargs["illumination"] = to_memory(context.illumination[channel], memory_type)
     out = func(stack, **call_kwargs)
-    if out.ndim != 3:
-        raise PipelineError(f"step {step.label!r}: function returned a {out.ndim}-D array, expected (n, y, x)")
+    if getattr(out, "ndim", None) != 3:  # a plugin may return anything; say what came back
+        got = f"a {out.ndim}-D array" if hasattr(out, "ndim") else f"a {type(out).__name__}"
+        raise PipelineError(f"step {step.label!r}: function returned {got}, expected an (n, y, x) array")
     if out.shape[0] == len(keys):
         return dict(zip(keys, out, strict=True))
     if out.shape[0] == 1:
         return {_collapse(keys[0], step.variable_components): out[0]}
     raise PipelineError(f"step {step.label!r}: got {out.shape[0]} planes back from a stack of {len(keys)}")
+
+
+def _labels_of(out: Any, step: Step, planes: int) -> np.ndarray:
+    """A labels function's result on the host, checked: one label plane per plane of the stack it was given."""
+    shape = getattr(out, "shape", None)
+    if shape is None or len(shape) != 3 or shape[0] != planes:
+        got = f"shape {tuple(shape)}" if shape is not None else f"a {type(out).__name__}"
+        raise PipelineError(f"step {step.label!r}: labels function returned {got}, expected ({planes}, y, x)")
+    return to_numpy(out)
 
 
 def run_step(step: Step, result: WellResult, context: RunContext) -> None:
@@ -148,15 +159,16 @@ def run_step(step: Step, result: WellResult, context: RunContext) -> None:
             function_name = step.func  # type: ignore[assignment]
         spec = get_function(function_name)
         func = spec.load()
+        memory_type = spec.memory_type_for(context.memory_type)  # numpy-only plugins get host arrays
         if spec.kind == "labels":
-            stack = _stack(result, group_keys, context.memory_type)
-            labels = to_numpy(func(stack, **step.kwargs))
+            stack = _stack(result, group_keys, memory_type)
+            labels = _labels_of(func(stack, **step.kwargs), step, len(group_keys))
             for key, plane in zip(group_keys, labels, strict=True):
                 result.labels[(key[0], key[2], key[3])] = plane.astype(np.int32, copy=False)
                 if context.on_step:
                     context.on_step(step, key, plane)
             continue
-        produced = _call_image_step(func, step, group_keys, result, context, step.kwargs)
+        produced = _call_image_step(func, step, group_keys, result, context, step.kwargs, memory_type)
         replaced.update(group_keys)
         new_images.update(produced)
         if context.on_step:
