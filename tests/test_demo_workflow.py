@@ -32,7 +32,7 @@ def demo_run(tmp_path_factory):
 def test_counts_match_the_known_truth(demo_run):
     folder, _ = demo_run
     rows = _rows(folder / "results" / "demo" / "wells.csv")
-    assert [row["well"] for row in rows] == DEMO["wells"]
+    assert [(row["well"], row["t"]) for row in rows] == [(well, "1") for well in DEMO["wells"]]  # long format
     for row in rows:
         truth, found = int(row["true_count"]), int(row["n_objects"])
         assert abs(found - truth) <= max(2, 0.08 * truth), row

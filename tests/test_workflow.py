@@ -53,8 +53,13 @@ def test_every_fixture_plate_is_processed_end_to_end(tmp_path, fixtures_dir):
         out = tmp_path / "results" / name
         structure = PlateStructure.load_json(out / "plate.json")
         wells = _rows(out / "wells.csv")
-        assert [row["well"] for row in wells] == structure.well_names
+        # long format: one row per well and timepoint (9987_Plate_3435 has two), wells in plate order
+        expected = [(well, str(t)) for well in structure.well_names for t in structure.timepoints]
+        assert [(row["well"], row["t"]) for row in wells] == expected, name
         assert all(int(row["n_objects"]) > 0 for row in wells), name
+        for row in wells:  # per timepoint: a well's sites at that timepoint, not all timepoints added
+            assert float(row["objects_per_site"]) == pytest.approx(int(row["n_objects"]) / int(row["n_sites"]))
+            assert int(row["n_sites"]) == len(structure.wells[row["well"]].sites), name
         objects = _rows(out / "objects.csv")
         assert len(objects) == sum(int(row["n_objects"]) for row in wells)
         assert (out / "heatmap.png").stat().st_size > 1000
@@ -144,7 +149,8 @@ def test_corrupt_tiff_fails_its_well_only_and_a_rerun_redoes_only_that_well(
     assert (wells / "B02" / "summary.json").read_text() == b02_summary
     if wells_per_job == 2:  # B02 shares the rerun job with B03 and is skipped inside it
         assert "B02: already done" in (tmp_path / "logs" / "p" / "chunks" / f"{failed_job}.log").read_text()
-    assert [row["well"] for row in _rows(tmp_path / "results" / "p" / "wells.csv")] == ["B02", "B03"]
+    rows = _rows(tmp_path / "results" / "p" / "wells.csv")
+    assert [(row["well"], row["t"]) for row in rows] == [("B02", "1"), ("B02", "2"), ("B03", "1"), ("B03", "2")]
 
 
 def test_well_with_missing_sites_is_processed_and_reported(tmp_path, fixtures_dir):
@@ -155,7 +161,11 @@ def test_well_with_missing_sites_is_processed_and_reported(tmp_path, fixtures_di
     config = write_config(tmp_path, {"plates": {"p": {"source": "disk", "path": str(plate)}}})
     done = snakemake(tmp_path, config)
     assert done.returncode == 0, done.stderr[-3000:]
-    rows = {row["well"]: row for row in _rows(tmp_path / "results" / "p" / "wells.csv")}
-    assert rows["B03"]["missing_sites"] == "2" and rows["B02"]["missing_sites"] == ""
+    rows = {(row["well"], row["t"]): row for row in _rows(tmp_path / "results" / "p" / "wells.csv")}
+    assert len(rows) == 4  # B02 and B03 at timepoints 1 and 2
+    for t in ("1", "2"):  # the site is gone at both timepoints
+        assert rows["B03", t]["missing_sites"] == "2" and rows["B02", t]["missing_sites"] == ""
+        assert rows["B03", t]["n_sites"] == "1" and rows["B02", t]["n_sites"] == "2"
+        assert float(rows["B03", t]["objects_per_site"]) == int(rows["B03", t]["n_objects"])
     structure = json.loads((tmp_path / "results" / "p" / "plate.json").read_text())
     assert any("B03" in warning and "site" in warning for warning in structure["warnings"])

@@ -1,4 +1,4 @@
-"""Rule ``assemble_plate``: the plate's OME-Zarr (or TIFF folder), objects.csv, wells.csv and heatmap."""
+"""Rule ``assemble_plate``: the plate's OME-Zarr (or TIFF folder), objects.csv, wells.csv (per well and t), heatmap."""
 
 from __future__ import annotations
 
@@ -9,9 +9,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from openhcs_rules.io.atomic import atomic_path, atomic_write_bytes, remove_stale_temps
+from openhcs_rules.jobs.heatmap import plot_heatmap
 from openhcs_rules.plate.model import PlateStructure
 from openhcs_rules.plate.naming import parse_well_name, row_name
 
@@ -21,17 +20,17 @@ log = logging.getLogger(__name__)
 PLATE_OUTPUTS = ("plate.ome.zarr", "images", "objects.csv", "wells.csv", "heatmap.png")
 
 
-def true_counts_per_well(plate: PlateStructure) -> dict[str, int] | None:
-    """Per-well true object counts (all sites and timepoints) for generated demo plates, else None."""
+def true_counts(plate: PlateStructure) -> dict[tuple[str, int], int] | None:
+    """True object counts per (well, timepoint), over the well's sites, for generated demo plates, else None."""
     from openhcs_rules.demo.synthetic import GROUND_TRUTH_FILE, read_ground_truth
 
     if not (Path(plate.root) / GROUND_TRUTH_FILE).is_file():
         return None
-    totals: dict[str, int] = {}
-    for t in plate.timepoints:
-        for well, sites in read_ground_truth(plate.root, t).items():
-            totals[well] = totals.get(well, 0) + sum(sites.values())
-    return totals
+    return {
+        (well, t): sum(sites.values())
+        for t in plate.timepoints
+        for well, sites in read_ground_truth(plate.root, t).items()
+    }
 
 
 def concat_objects(plate_name: str, well_dirs: dict[str, Path], out_csv: str | Path) -> int:
@@ -51,69 +50,91 @@ def concat_objects(plate_name: str, well_dirs: dict[str, Path], out_csv: str | P
     return len(lines)
 
 
-def well_rows(plate: PlateStructure, summaries: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    truth = true_counts_per_well(plate)
-    rows = []
-    for well in sorted(summaries, key=parse_well_name):
-        summary = summaries[well]
-        r, c = parse_well_name(well)
-        row = {
-            "plate": plate.name,
-            "well": well,
-            "row": row_name(r),
-            "column": c + 1,
-            "n_sites": summary["n_sites"],
-            "missing_sites": " ".join(map(str, summary["missing_sites"])),
-            "n_objects": summary["n_objects"],
-            "objects_per_site": summary["n_objects"] / max(summary["n_sites"], 1),
-            "mean_area_px": summary["mean_area_px"],
-        }
-        row.update({k: v for k, v in summary.items() if k.startswith("mean_intensity_")})
-        if truth is not None:
-            row["true_count"] = truth.get(well)
-        rows.append(row)
+#: numeric columns of a well's objects.csv that its per-timepoint summary needs back as numbers
+_INT_COLUMNS = ("site", "t")
+
+
+def read_objects(path: str | Path) -> list[dict[str, Any]]:
+    """A well's objects.csv with sites, timepoints, areas and intensities as numbers again.
+
+    Only for summaries written before they carried ``timepoints``: a chunk rerun keeps such wells (same
+    run key), and the plate's table must still be per timepoint.
+    """
+    with open(path, newline="", encoding="utf-8") as handle:
+        rows: list[dict[str, Any]] = list(csv.DictReader(handle))
+    for row in rows:
+        for key, value in row.items():
+            if key in _INT_COLUMNS:
+                row[key] = int(value)
+            elif key == "area_px" or key.startswith("mean_intensity_"):
+                row[key] = float(value)
     return rows
 
 
+def timepoint_summaries(
+    plate: PlateStructure, well: str, summary: dict[str, Any], wells_dir: str | Path | None
+) -> list[dict[str, Any]]:
+    """The well's per-timepoint figures: from its summary.json, or from its objects.csv for older summaries."""
+    if "timepoints" in summary:
+        return summary["timepoints"]
+    if wells_dir is None:
+        raise ValueError(f"summary of {well} has no per-timepoint figures and no wells folder was given")
+    from openhcs_rules.jobs.process_well import summarise_timepoints
+
+    return summarise_timepoints(read_objects(Path(wells_dir) / well / "objects.csv"), plate, well)
+
+
+def well_rows(
+    plate: PlateStructure, summaries: dict[str, dict[str, Any]], wells_dir: str | Path | None = None
+) -> list[dict[str, Any]]:
+    """wells.csv in long format: one row per well and timepoint, wells in plate order, then by ``t``.
+
+    Per timepoint because a time-lapse plate images each site once per timepoint: a row over all
+    timepoints would add them together. Single-timepoint plates get ``t`` = 1, so the columns never change.
+    """
+    truth = true_counts(plate)
+    rows = []
+    for well in sorted(summaries, key=parse_well_name):
+        for entry in timepoint_summaries(plate, well, summaries[well], wells_dir):
+            rows.append(_well_row(plate.name, well, entry, truth))
+    return rows
+
+
+def _well_row(
+    plate_name: str, well: str, entry: dict[str, Any], truth: dict[tuple[str, int], int] | None
+) -> dict[str, Any]:
+    """One well at one timepoint; ``objects_per_site`` is blank (not 0) when no site was imaged then."""
+    r, c = parse_well_name(well)
+    n_sites = entry["n_sites"]
+    row = {
+        "plate": plate_name,
+        "well": well,
+        "row": row_name(r),
+        "column": c + 1,
+        "t": entry["t"],
+        "n_sites": n_sites,
+        "missing_sites": " ".join(map(str, entry["missing_sites"])),
+        "n_objects": entry["n_objects"],
+        "objects_per_site": entry["n_objects"] / n_sites if n_sites else None,
+        "mean_area_px": entry["mean_area_px"],
+    }
+    row.update({k: v for k, v in entry.items() if k.startswith("mean_intensity_")})
+    if truth is not None:
+        row["true_count"] = truth.get((well, entry["t"]))
+    return row
+
+
 def write_wells_csv(rows: list[dict[str, Any]], path: str | Path) -> None:
+    """All rows' columns (a timepoint without objects has no intensity means), ``true_count`` last."""
     columns: list[str] = []
     for row in rows:
         columns.extend(k for k in row if k not in columns)
+    columns.sort(key=lambda name: name == "true_count")  # stable: only moves true_count to the end
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
     atomic_write_bytes(path, buffer.getvalue().encode())
-
-
-def plot_heatmap(
-    plate: PlateStructure, rows: list[dict[str, Any]], path: str | Path, value: str = "objects_per_site"
-) -> None:
-    """Plate-layout heatmap of one per-well value; wells without data stay blank (not zero)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    grid = np.full((plate.rows, plate.columns), np.nan)
-    for row in rows:
-        r, c = parse_well_name(row["well"])
-        grid[r, c] = row[value]
-    width = max(4.0, 0.35 * plate.columns + 2)
-    fig, ax = plt.subplots(figsize=(width, max(3.0, 0.35 * plate.rows + 1.5)))
-    image = ax.imshow(grid, cmap="viridis", interpolation="nearest")
-    ax.set_xticks(range(plate.columns), [str(i + 1) for i in range(plate.columns)], fontsize=7)
-    ax.set_yticks(range(plate.rows), [row_name(i) for i in range(plate.rows)], fontsize=7)
-    if plate.rows * plate.columns <= 384:
-        for row in rows:
-            r, c = parse_well_name(row["well"])
-            ax.text(c, r, f"{row[value]:.0f}", ha="center", va="center", color="white", fontsize=6)
-    ax.set_title(f"{plate.name}: {value.replace('_', ' ')}")
-    fig.colorbar(image, ax=ax, shrink=0.8)
-    fig.tight_layout()
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
 
 
 def link_tiff_images(well_dirs: dict[str, Path], out_dir: str | Path) -> None:
@@ -144,12 +165,12 @@ def assemble_plate(
     else:
         link_tiff_images(well_dirs, out / "images")
     n_objects = concat_objects(plate.name, well_dirs, out / "objects.csv")
-    rows = well_rows(plate, summaries)
+    rows = well_rows(plate, summaries, wells_dir)
     write_wells_csv(rows, out / "wells.csv")
     plot_heatmap(plate, rows, out / "heatmap.png")
     if plate.format == "omero":  # derived plate + tables as FileAnnotations on the server
         from openhcs_rules.omero.results import publish_plate
 
         publish_plate(plate_json, out)
-    log.info("%s: %d wells, %d objects", plate.name, len(rows), n_objects)
+    log.info("%s: %d wells, %d timepoints, %d objects", plate.name, len(summaries), len(plate.timepoints), n_objects)
     return rows

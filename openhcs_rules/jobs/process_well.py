@@ -217,12 +217,15 @@ def write_objects_csv(objects: list[dict[str, Any]], path: str | Path, plate: st
 def summarise_well(
     objects: list[dict[str, Any]], plate: PlateStructure, well_name: str, elapsed_s: float | None
 ) -> dict[str, Any]:
+    """The well's totals over all timepoints, plus ``timepoints``: the same figures per timepoint.
+
+    The totals add a time-lapse well's timepoints together (the chunk manifest and the logs use them);
+    per-site figures only mean something within one timepoint, so the plate's wells.csv uses ``timepoints``.
+    """
     sites = plate.wells[well_name].sites
     per_site: dict[int, int] = {s: 0 for s in sites}
     for row in objects:
         per_site[row["site"]] = per_site.get(row["site"], 0) + 1
-    intensity_keys = sorted({k for row in objects for k in row if k.startswith("mean_intensity_")})
-    areas = [row["area_px"] for row in objects]
     return {
         "plate": plate.name,
         "well": well_name,
@@ -230,10 +233,62 @@ def summarise_well(
         "missing_sites": plate.missing_sites([well_name]).get(well_name, []),
         "n_objects": len(objects),
         "objects_per_site": {str(s): n for s, n in sorted(per_site.items())},
-        "mean_area_px": float(np.mean(areas)) if areas else None,
-        **{key: float(np.mean([row[key] for row in objects])) for key in intensity_keys},
+        **object_means(objects),
+        "timepoints": summarise_timepoints(objects, plate, well_name),
         "elapsed_s": elapsed_s,
     }
+
+
+def object_means(objects: list[dict[str, Any]]) -> dict[str, float | None]:
+    """Mean area and mean per-channel intensities of some objects (area None when there are none)."""
+    intensity_keys = sorted({k for row in objects for k in row if k.startswith("mean_intensity_")})
+    areas = [row["area_px"] for row in objects]
+    return {
+        "mean_area_px": float(np.mean(areas)) if areas else None,
+        **{key: float(np.mean([row[key] for row in objects])) for key in intensity_keys},
+    }
+
+
+def _planes_per_site_and_t(well: WellStructure) -> dict[tuple[int, int], int]:
+    """How many planes (channels x z) the well has per (site, timepoint): fewer than others means missing."""
+    planes: dict[tuple[int, int], int] = {}
+    for image in well.images:
+        key = (image.key.site, image.key.t)
+        planes[key] = planes.get(key, 0) + 1
+    return planes
+
+
+def summarise_timepoints(objects: list[dict[str, Any]], plate: PlateStructure, well_name: str) -> list[dict[str, Any]]:
+    """One entry per timepoint: sites imaged then, sites missing then, objects found then and their means.
+
+    A time-lapse plate images each site once per timepoint, so a sum over timepoints would multiply
+    ``objects_per_site`` by their number. Every timepoint of the plate gets an entry (a well not imaged at
+    one has ``n_sites`` 0), and objects at any other t too, so the entries' ``n_objects`` add up to the total.
+    """
+    planes = _planes_per_site_and_t(plate.wells[well_name])
+    complete = len(plate.channel_indices) * len(plate.z_planes)
+    plate_sites = plate.sites
+    by_t: dict[int, list[dict[str, Any]]] = {}
+    for row in objects:
+        by_t.setdefault(int(row["t"]), []).append(row)
+    entries = []
+    for t in sorted(set(plate.timepoints) | set(by_t)):
+        found = by_t.get(t, [])
+        sites = sorted(s for s, at in planes if at == t)
+        per_site = {s: 0 for s in sites}
+        for row in found:
+            per_site[row["site"]] = per_site.get(row["site"], 0) + 1
+        entries.append(
+            {
+                "t": t,
+                "n_sites": len(sites),
+                "missing_sites": [s for s in plate_sites if planes.get((s, t), 0) < complete],
+                "n_objects": len(found),
+                "objects_per_site": {str(s): n for s, n in sorted(per_site.items())},
+                **object_means(found),
+            }
+        )
+    return entries
 
 
 @dataclass

@@ -1,4 +1,5 @@
-# Per plate: the OME-Zarr plate (or TIFF folder), objects.csv, wells.csv and a heatmap for the report.
+# Per plate: the OME-Zarr plate (or TIFF folder), objects.csv, wells.csv (per well and timepoint) and a heatmap
+# (a panel per timepoint) for the report.
 
 
 rule assemble_plate:
@@ -13,7 +14,7 @@ rule assemble_plate:
             caption="../report/wells.rst",
             category="Plates",
             subcategory="{plate}",
-            labels={"plate": "{plate}", "figure": "per-well table"},
+            labels={"plate": "{plate}", "figure": "per-well and timepoint table"},
         ),
         heatmap=report(
             f"{OUT}/{{plate}}/heatmap.png",
@@ -33,5 +34,6 @@ rule assemble_plate:
     benchmark:
         "benchmarks/{plate}/assemble_plate.tsv"
     shell:
-        "{OPENHCS} assemble --plate-json {input.plate:q} --wells-dir {params.wells_dir:q}"
+        "\"$OPENHCS_RULES_PYTHON\" -m openhcs_rules assemble"
+        " --plate-json {input.plate:q} --wells-dir {params.wells_dir:q}"
         " --out-dir {params.out_dir:q} --backend {params.backend:q} > {log:q} 2>&1"
