@@ -1,0 +1,281 @@
+"""Benchmark: nuclei segmentation accuracy against annotations, before (a baseline revision) and after.
+
+Data:
+* real annotated images in tests/data/nuclei/ (see its README: sources, licences, which image was used for
+  tuning and which is held out);
+* realistic synthetic fields (openhcs_rules/demo/realistic_nuclei.py), ``--fields`` seeds of 512x512;
+* empty fields (no nuclei: gradient, bright well-edge arc, hot pixels, noise), ``--empty`` seeds;
+* time per 2048x2048 site: one synthetic 2048x2048 field, segmentation only, ``--repeats`` times.
+
+Every image goes through what the default pipeline (config/pipelines/nuclei_count.py) does to a single
+plane: subtract_background (radius 50), denoise (gaussian 0.5), segment_nuclei (defaults). Flat-field
+correction is left out: it needs many images of a plate, and these are single images.
+
+Metrics per image: count error (objects - true) / true; F1 at IoU 0.5 (a predicted and a true object
+match when their IoU > 0.5, which makes the matching one-to-one); mean IoU (over true objects, each with
+its best-overlapping predicted object, 0 when missed); foreground area ratio (predicted / true pixels).
+For empty fields: objects per field.
+
+Baseline: segment_nuclei as of git revision ``--baseline`` (default c57cd99, the revision before this
+change), loaded from ``git show`` into a module of its own. Ratios are after / before (time) and the
+difference after - before (accuracy). Medians and spreads (min..max) over seeds / repeats.
+
+Run: python bench/accuracy.py [--fields 8] [--empty 8] [--repeats 3] [--figures DIR] [--baseline REV]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import numpy as np  # noqa: E402
+import tifffile  # noqa: E402
+
+from openhcs_rules.demo.realistic_nuclei import empty_field, synthesize_field  # noqa: E402
+from openhcs_rules.functions.background import subtract_background  # noqa: E402
+from openhcs_rules.functions.denoise import denoise  # noqa: E402
+from openhcs_rules.functions.segmentation import segment_nuclei  # noqa: E402
+
+DATA = REPO / "tests" / "data" / "nuclei"
+#: (file stem, role): the tuning image was looked at while choosing constants; the held-out one was not.
+REAL_IMAGES = (("dsb2018_stardist_img2d", "tuning"), ("dsb2018_stardist_test256", "held-out"))
+DEFAULT_BASELINE = "c57cd99157c8939fb8529648556d902806b8646d"
+
+
+def match(truth: np.ndarray, predicted: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
+    """Object-level scores of ``predicted`` labels against ``truth`` labels (see the module docstring)."""
+    t = np.unique(truth.ravel(), return_inverse=True)[1].reshape(truth.shape)
+    p = np.unique(predicted.ravel(), return_inverse=True)[1].reshape(predicted.shape)
+    if not (truth == 0).any():
+        t = t + 1
+    if not (predicted == 0).any():
+        p = p + 1
+    n_true, n_pred = int(t.max()), int(p.max())
+    inter = np.bincount(t.ravel() * (n_pred + 1) + p.ravel(), minlength=(n_true + 1) * (n_pred + 1))
+    inter = inter.reshape(n_true + 1, n_pred + 1).astype(np.float64)
+    area_t, area_p = inter.sum(1), inter.sum(0)
+    iou = inter[1:, 1:] / np.maximum(area_t[1:, None] + area_p[None, 1:] - inter[1:, 1:], 1.0)
+    tp = int((iou > threshold).sum())
+    best = iou.max(1) if n_pred else np.zeros(n_true)
+    return {
+        "true": n_true,
+        "objects": n_pred,
+        "count_error": (n_pred - n_true) / n_true if n_true else float(n_pred),
+        "f1": 2.0 * tp / (n_true + n_pred) if n_true + n_pred else 1.0,
+        "mean_iou": float(best.mean()) if n_true else 1.0,
+        "area_ratio": float((p > 0).sum() / max((t > 0).sum(), 1)),
+    }
+
+
+def load_baseline(revision: str) -> Callable[..., Any] | None:
+    """segment_nuclei of ``revision`` (git show into a temporary module); None when git cannot."""
+    try:
+        source = subprocess.run(
+            ["git", "-C", str(REPO), "show", f"{revision}:openhcs_rules/functions/segmentation.py"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    path = Path(tempfile.mkdtemp()) / "segmentation_baseline.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location("segmentation_baseline", path)
+    module = importlib.util.module_from_spec(spec)
+    assert spec.loader is not None
+    spec.loader.exec_module(module)
+    return module.segment_nuclei
+
+
+def pipeline(segment: Callable[..., Any], image: np.ndarray) -> np.ndarray:
+    """The default pipeline's steps for one plane (flat field aside): background, denoise, segment."""
+    stack = denoise(subtract_background(np.asarray(image, dtype=np.float32)[None], radius=50), sigma=0.5)
+    return np.asarray(segment(stack))[0]
+
+
+def spread(values: list[float]) -> str:
+    return f"{np.median(values):+.3f} ({min(values):+.3f}..{max(values):+.3f})"
+
+
+def save_figure(path: Path, image: np.ndarray, truth: np.ndarray, panels: dict[str, np.ndarray]) -> None:
+    """Image with outlines: truth (green) and each segmentation (magenta), side by side; PNG."""
+    from skimage.io import imsave
+    from skimage.segmentation import find_boundaries
+
+    low, high = np.percentile(image, [1, 99.7])
+    grey = np.clip((image - low) / max(high - low, 1e-6), 0, 1)
+    tiles = []
+    for labels in [truth, *panels.values()]:
+        rgb = np.stack([grey] * 3, axis=-1)
+        rgb[find_boundaries(truth, mode="inner")] = (0.0, 1.0, 0.0)
+        if labels is not truth:
+            rgb[find_boundaries(labels, mode="inner")] = (1.0, 0.0, 1.0)
+        tiles.append(rgb)
+    imsave(path, (np.concatenate(tiles, axis=1) * 255).astype(np.uint8), check_contrast=False)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--fields", type=int, default=8, help="synthetic 512x512 fields (seeds 0..n-1)")
+    parser.add_argument("--empty", type=int, default=8, help="empty fields (seeds 0..n-1)")
+    parser.add_argument("--repeats", type=int, default=3, help="timing repeats of the 2048x2048 site")
+    parser.add_argument("--baseline", default=DEFAULT_BASELINE, help="git revision of the baseline segmenter")
+    parser.add_argument("--figures", type=Path, default=None, help="folder for before/after PNG overlays")
+    args = parser.parse_args()
+
+    versions: dict[str, Callable[..., Any]] = {}
+    baseline = load_baseline(args.baseline)
+    if baseline is not None:
+        versions["before"] = baseline
+    else:
+        print(f"baseline revision {args.baseline} not available (no git): after only")
+    versions["after"] = segment_nuclei
+    if args.figures:
+        args.figures.mkdir(parents=True, exist_ok=True)
+
+    rows: list[tuple[str, str, dict[str, str]]] = []
+    results: dict[str, dict[str, Any]] = {}
+
+    for stem, role in REAL_IMAGES:
+        image = tifffile.imread(DATA / f"{stem}_image.tif").astype(np.float32)
+        truth = tifffile.imread(DATA / f"{stem}_labels.tif")
+        labels = {name: pipeline(segment, image) for name, segment in versions.items()}
+        for name, lab in labels.items():
+            score = match(truth, lab)
+            results[f"{stem}/{name}"] = score
+            rows.append(
+                (
+                    f"real {stem} ({role}, {score['true']} nuclei)",
+                    name,
+                    {
+                        "objects": f"{score['objects']}",
+                        "count err": f"{score['count_error']:+.3f}",
+                        "F1@0.5": f"{score['f1']:.3f}",
+                        "mean IoU": f"{score['mean_iou']:.3f}",
+                        "area ratio": f"{score['area_ratio']:.3f}",
+                    },
+                )
+            )
+        if args.figures:
+            save_figure(args.figures / f"{stem}.png", image, truth, labels)
+
+    synthetic: dict[str, dict[str, list[float]]] = {name: {} for name in versions}
+    for seed in range(args.fields):
+        field = synthesize_field(seed)
+        labels = {name: pipeline(segment, field.image) for name, segment in versions.items()}
+        for name, lab in labels.items():
+            for key, value in match(field.labels, lab).items():
+                synthetic[name].setdefault(key, []).append(float(value))
+        if args.figures and seed == 0:
+            save_figure(args.figures / "synthetic_seed0.png", field.image, field.labels, labels)
+    for name, scores in synthetic.items():
+        rows.append(
+            (
+                f"synthetic, {args.fields} fields (median, min..max)",
+                name,
+                {
+                    "objects": f"{np.median(scores['objects']):.0f}/{np.median(scores['true']):.0f}",
+                    "count err": spread(scores["count_error"]),
+                    "F1@0.5": spread(scores["f1"]),
+                    "mean IoU": spread(scores["mean_iou"]),
+                    "area ratio": spread(scores["area_ratio"]),
+                },
+            )
+        )
+
+    empty_objects: dict[str, list[int]] = {name: [] for name in versions}
+    for seed in range(args.empty):
+        field = empty_field(seed)
+        labels = {name: pipeline(segment, field.image) for name, segment in versions.items()}
+        for name, lab in labels.items():
+            empty_objects[name].append(int(np.unique(lab[lab > 0]).size))
+        if args.figures and seed == 0:
+            save_figure(args.figures / "empty_seed0.png", field.image, field.labels, labels)
+    for name, counts in empty_objects.items():
+        rows.append(
+            (
+                f"empty fields, {args.empty} (objects per field)",
+                name,
+                {"objects": f"median {np.median(counts):.0f}, max {max(counts)}", "per field": str(counts)},
+            )
+        )
+
+    # a 2048x2048 camera at ~20x: the same nuclei (24 px) as the 512x512 fields, 16x as many
+    site = synthesize_field(0, shape=(2048, 2048), diameter=24.0)
+    stack = denoise(subtract_background(site.image[None], radius=50), sigma=0.5)
+    times: dict[str, list[float]] = {}
+    for name, segment in versions.items():
+        segment(stack)  # warm-up (imports, caches)
+        times[name] = []
+        for _ in range(args.repeats):
+            start = time.perf_counter()
+            segment(stack)
+            times[name].append(time.perf_counter() - start)
+        score = match(site.labels, np.asarray(segment(stack))[0])
+        rows.append(
+            (
+                f"2048x2048 site, segment_nuclei s (median, min..max of {args.repeats})",
+                name,
+                {
+                    "seconds": f"{np.median(times[name]):.3f} ({min(times[name]):.3f}..{max(times[name]):.3f})",
+                    "F1@0.5": f"{score['f1']:.3f}",
+                    "count err": f"{score['count_error']:+.3f}",
+                },
+            )
+        )
+
+    print(f"{'data':62} {'version':7} figures")
+    for data, name, figures in rows:
+        print(f"{data:62} {name:7} " + "; ".join(f"{k} {v}" for k, v in figures.items()))
+    if "before" in times:
+        print(
+            f"time ratio after/before per 2048x2048 site: {np.median(times['after']) / np.median(times['before']):.2f}"
+        )
+
+    held = results[f"{REAL_IMAGES[1][0]}/after"]
+    tuned = results[f"{REAL_IMAGES[0][0]}/after"]
+    before_held = results.get(f"{REAL_IMAGES[1][0]}/before")
+    summary = {
+        "count_error_real": round(held["count_error"], 4),
+        "f1_iou50_real": round(held["f1"], 4),
+        "mean_iou_real": round(held["mean_iou"], 4),
+        "count_error_real_tuning": round(tuned["count_error"], 4),
+        "f1_iou50_real_tuning": round(tuned["f1"], 4),
+        "mean_iou_real_tuning": round(tuned["mean_iou"], 4),
+        "count_error_synthetic": round(float(np.median(synthetic["after"]["count_error"])), 4),
+        "f1_iou50_synthetic": round(float(np.median(synthetic["after"]["f1"])), 4),
+        "empty_field_objects": int(max(empty_objects["after"])) if empty_objects["after"] else None,
+        "empty_field_objects_median": float(np.median(empty_objects["after"])) if empty_objects["after"] else None,
+        "site_s_2048": round(float(np.median(times["after"])), 4),
+    }
+    if before_held is not None:
+        summary.update(
+            {
+                "count_error_real_before": round(before_held["count_error"], 4),
+                "f1_iou50_real_before": round(before_held["f1"], 4),
+                "count_error_synthetic_before": round(float(np.median(synthetic["before"]["count_error"])), 4),
+                "empty_field_objects_before": int(max(empty_objects["before"])) if empty_objects["before"] else None,
+                "site_s_2048_before": round(float(np.median(times["before"])), 4),
+                "site_time_ratio_after_before": round(float(np.median(times["after"]) / np.median(times["before"])), 3),
+            }
+        )
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()
