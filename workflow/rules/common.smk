@@ -8,6 +8,7 @@ import sys
 from snakemake.exceptions import WorkflowError
 
 from openhcs_rules.config import check_screen
+from openhcs_rules.deployment import container_problem, job_interpreter
 from openhcs_rules.errors import ConfigError
 from openhcs_rules.plate.chunks import CHUNK_PATTERN, well_chunks
 from openhcs_rules.plate.model import PlateStructure
@@ -24,8 +25,12 @@ PLATES = list(SCREEN["plates"])
 # job. An environment variable, not a param of the rules; Snakemake compares params between runs, and the
 # interpreter's path is a fact of this machine (another venv, or `python -m snakemake`, must not make every
 # job look changed). Every Snakemake process that runs jobs (also on a cluster node) parses this file and
-# sets it for the shells it starts.
-os.environ["OPENHCS_RULES_PYTHON"] = sys.executable
+# sets it for the shells it starts. Under --sdm conda / apptainer it is the environment's own `python`.
+DEPLOYMENT = [method.name for method in workflow.deployment_settings.deployment_method]
+os.environ["OPENHCS_RULES_PYTHON"] = job_interpreter(DEPLOYMENT)
+CONTAINER = SCREEN["software"]["container"]
+if container_problem(DEPLOYMENT, CONTAINER):
+    raise WorkflowError(container_problem(DEPLOYMENT, CONTAINER))
 
 
 wildcard_constraints:
