@@ -45,7 +45,7 @@ def test_match_scores_a_perfect_and_an_empty_answer() -> None:
 
 
 def test_held_out_real_image() -> None:
-    # measured: F1 0.772, count -4.6% (62 of 65), mean IoU 0.648; the previous segmenter: F1 0.704, -7.7%
+    # measured: F1 0.784, count -7.7% (60 of 65), mean IoU 0.648; the previous segmenter: F1 0.704, -7.7%
     image, truth = real("dsb2018_stardist_test256")
     score = match(truth, pipeline_labels(image))
     assert score["f1"] >= 0.74
@@ -84,7 +84,21 @@ def test_empty_field_without_arc_segmented_directly_has_at_most_one_object() -> 
         assert count_objects(segment_nuclei(empty_field(seed, arc_strength=0.0).image[None])) <= 1
 
 
-@pytest.mark.xfail(strict=True, reason="open: a bright well-edge arc is split into 4-8 objects (goal <= 1)")
+def test_noise_and_gradient_fields_have_at_most_one_object() -> None:
+    # no nuclei, no arc: gradient, hot pixels and noise, through the pipeline's background subtraction
+    # (which clips half of the background to 0) and denoise, and given to segment_nuclei directly; the
+    # previous noise estimate (from the lower, clipped side) gave 60-1100 objects per field via the pipeline
+    for seed in range(4):
+        image = empty_field(seed, arc_strength=0.0).image
+        assert count_objects(pipeline_labels(image)) <= 1
+        assert count_objects(segment_nuclei(image[None])) <= 1
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="open: a bright well-edge arc is split into 4-8 objects (goal <= 1); pairwise valley/neck merging "
+    "does not separate arc pieces from touching nuclei (see bench/accuracy.py's docstring)",
+)
 def test_empty_field_with_edge_arc_has_at_most_one_object() -> None:
     counts = [count_objects(pipeline_labels(empty_field(seed).image)) for seed in range(4)]
     assert max(counts) <= 1

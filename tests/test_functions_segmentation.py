@@ -98,6 +98,20 @@ def test_empty_and_constant_planes_have_no_objects() -> None:
     assert count_objects(segment_nuclei(np.full((1, 32, 32), 5.0))) == 0
 
 
+def test_clipped_noise_and_hot_pixels_have_no_objects() -> None:
+    # background subtraction clips half of a noise plane to 0: the lower half of the smoothed background is
+    # then ~half as wide as its upper tail, and a noise estimate from the lower side let noise bumps through
+    rng = np.random.default_rng(3)
+    plane = np.clip(rng.normal(0.0, 6.0, (256, 256)), 0.0, None)
+    plane[[40, 200], [60, 180]] += 240.0  # hot pixels, blurred by the optics below: point sources
+    plane = ndi.gaussian_filter(plane, 0.5).astype(np.float32)[None]
+    assert count_objects(segment_nuclei(plane)) == 0
+    # ... while one real nucleus in such a field is found
+    yy, xx = np.mgrid[0:256, 0:256]
+    nucleus = 60.0 / (1.0 + np.exp((np.hypot(yy - 128, xx - 100) - 10.0) / 0.7))
+    assert count_objects(segment_nuclei(plane + nucleus.astype(np.float32)[None])) == 1
+
+
 def test_planes_are_labelled_independently() -> None:
     stack = np.concatenate(
         [disc_image((64, 64), [(20.0, 20.0, 8.0)]), disc_image((64, 64), [(20.0, 20.0, 8.0), (45.0, 45.0, 8.0)])]

@@ -6,9 +6,13 @@ Steps per plane, and why:
    the threshold.
 2. **Detection threshold**, robust to a threefold spread of nucleus brightness: Otsu's two-class threshold
    from a histogram computed with ``xp`` (so it runs on the GPU too) is only a first split. The background
-   level and noise are the median and 1.4826 x MAD of the pixels below it; pixels are detected above
-   ``max(background + 4 noise sigmas, background + half of Otsu's contrast)`` (never above Otsu's own
-   level), times ``threshold_scale`` (CellProfiler's "correction factor"); or a fixed value. Otsu alone
+   level is the median of the pixels below it; the noise is the larger of their 1.4826 x MAD and the
+   upper half-width of the histogram's background peak (background subtraction clips half the background
+   to 0, which halves the lower side's spread but not the upper tail's; see ``_background_and_noise``);
+   pixels are detected above ``max(background + 4 noise sigmas, background + half of Otsu's contrast)``
+   (never above Otsu's own level, unless Otsu's level lies within 4 noise sigmas of the background: then
+   it split the noise of an empty field and background + 4 sigmas applies), times ``threshold_scale``
+   (CellProfiler's "correction factor"); or a fixed value. Otsu alone
    sits near the top of dim nuclei and drops or shrinks them (real DSB 2018 image: 9% of the nuclear area
    lost); half of Otsu's contrast keeps the dim cytoplasmic haze out. A component is kept only if its
    peak stands >= 8 noise sigmas above the background and >= 0.2 x the contrast of the typical (area-
@@ -43,7 +47,8 @@ Steps per plane, and why:
    (a global threshold draws bright nuclei too large and dim ones too small). The peak is read after a
    grey opening of width diameter / 4, so a bright chromatin spot does not stand for the whole nucleus
    (objects narrower than that window are read on the sharp copy). Holes inside an object are kept.
-8. **Size filter**: objects smaller than ``min_area`` (default: 1/8 of the typical nucleus area) or larger
+8. **Size filter**: objects smaller than ``min_area`` (default: 1/8 of the typical nucleus area, and never
+   at most ``POINT_AREA`` = 20 px, the half-maximum area of a blurred hot pixel or speck) or larger
    than ``max_area`` (default: no limit, so an unsplit clump is still counted once rather than lost) are
    removed; labels are renumbered 1..k per plane.
 
@@ -68,6 +73,12 @@ from openhcs_rules.pipeline.memory import memory_type_of, modules_for, to_memory
 
 #: components below this many pixels are noise, whatever the nucleus size.
 SPECK_AREA = 10
+#: final objects (half-maximum outlines) of at most this many pixels are point sources, not nuclei: a hot
+#: pixel or a speck of debris blurred by the optics (sigma ~1.5 px), the pipeline's denoise (0.5 px) and
+#: this function's smoothing (1 px), sigma ~1.9 px in all, has a half-maximum disc of radius 1.18 sigma,
+#: ~2.2 px: ~16 px (20 with a margin for noise). A nucleus has to be several such widths across to be
+#: resolved at all (the smallest annotated nuclei used here are ~9 px wide, ~60 px).
+POINT_AREA = 20
 #: Otsu classes closer than this many background standard deviations mean "no objects".
 MIN_SEPARATION = 3.0
 #: merge two pieces only if neck half-width >= this x the thinner piece's inscribed radius ...
@@ -88,6 +99,10 @@ PEAK_SIGMAS = 8.0
 HALF_MAXIMUM = 0.5
 #: ... and only if its peak contrast is at least this fraction of the typical component's contrast.
 MIN_RELATIVE_CONTRAST = 0.2
+#: the background histogram for the noise estimate spans +- this many MADs around the background ...
+HISTOGRAM_SPAN = 10.0
+#: ... in this many bins (0.1 MAD each: the half-width is read to ~5%).
+HISTOGRAM_BINS = 200
 #: pieces are not merged when each is at least this many typical nucleus areas.
 WHOLE_PIECE = 1.0
 #: an object's peak is read after a grey opening of width diameter / PEAK_SMOOTHING (chromatin spots gone).
@@ -331,11 +346,23 @@ def _to_full_resolution(labels: np.ndarray, landscape: np.ndarray, mask: np.ndar
 
 # ------------------------------------------------------------------------------------------------ planes
 def _background_and_noise(smoothed: Any, otsu_level: float) -> tuple[float, float]:
-    """Background level (median) and noise (1.4826 x MAD) of the pixels at or below Otsu's threshold.
+    """Background level and noise of a smoothed plane, robust to clipping at 0 (see below).
 
-    Computed with ``xp`` on every 2nd pixel of each axis (a quarter of the pixels: same estimate within
-    ~1%, 4x cheaper on 2048x2048). Residual gradients and haze widen the spread, which only makes the
-    foreground test below stricter.
+    The background is the median of the pixels at or below Otsu's threshold. The noise is the larger of
+    two estimates, both computed with ``xp`` on every 2nd pixel of each axis (a quarter of the pixels:
+    same estimate within ~1%, 4x cheaper on 2048x2048):
+
+    * 1.4826 x MAD of those pixels (residual gradients and haze widen it, which only makes the tests
+      stricter);
+    * the **upper half-width of the background peak** of the histogram: the distance from its mode to
+      where the histogram falls to half the peak height on the bright side, / 1.1774 (half width at half
+      maximum of a normal distribution). Background subtraction clips about half of the background pixels
+      to 0; after smoothing, the background is a rectified, right-skewed distribution whose lower side
+      (and so the MAD of the pixels under Otsu's threshold, which in an empty field splits the noise
+      itself) is about half as wide as its upper tail, and the upper tail is where false detections come
+      from. Nuclei spread over a wide range of intensities, so they barely touch the background peak.
+      Measured: on the real and synthetic images with nuclei the MAD is the larger (haze), on clipped
+      noise fields the half-width is 1.6-2x the MAD.
     """
     xp, _ = modules_for(smoothed)
     sample = smoothed[::2, ::2].ravel()
@@ -344,6 +371,16 @@ def _background_and_noise(smoothed: Any, otsu_level: float) -> tuple[float, floa
         return float(otsu_level), 0.0
     background = float(xp.median(low))
     spread = 1.4826 * float(xp.median(xp.abs(low - background)))
+    if spread > 0:
+        # the histogram spans +-HISTOGRAM_SPAN MADs (bins of 0.1 MAD), boxcar-smoothed over 5 bins
+        edges = (background - HISTOGRAM_SPAN * spread, background + HISTOGRAM_SPAN * spread)
+        hist, _ = xp.histogram(sample, bins=HISTOGRAM_BINS, range=edges)
+        hist = xp.convolve(hist.astype(xp.float64), xp.ones(5) / 5.0, mode="same")
+        mode = int(xp.argmax(hist))
+        below_half = hist[mode:] < 0.5 * hist[mode]
+        if bool(below_half.any()):
+            bin_width = 2.0 * HISTOGRAM_SPAN * spread / HISTOGRAM_BINS
+            spread = max(spread, float(xp.argmax(below_half)) * bin_width / 1.1774)
     return background, spread
 
 
@@ -398,8 +435,11 @@ def _segment_plane(
         if separation < MIN_SEPARATION:
             return empty
         background, noise = _background_and_noise(smoothed, otsu)
-        # detection threshold: well above the noise, and never above Otsu's (the threshold_scale applies)
-        level = min(max(background + DETECT_SIGMAS * noise, background + OTSU_FRACTION * (otsu - background)), otsu)
+        # detection threshold: well above the noise, and never above Otsu's (the threshold_scale applies) --
+        # unless Otsu's threshold itself lies within DETECT_SIGMAS of the background: then it split the noise
+        # (a field without objects, or with too few to weigh in the histogram) and the noise level applies
+        floor = background + DETECT_SIGMAS * noise
+        level = floor if otsu < floor else max(floor, background + OTSU_FRACTION * (otsu - background))
         level *= threshold_scale
     else:
         level = float(threshold) * threshold_scale
@@ -454,7 +494,7 @@ def _segment_plane(
         peak_field = ndi.grey_opening(smoothed, size=max(3, int(size / PEAK_SMOOTHING) | 1), mode="reflect")
         labels = _half_maximum(labels, to_numpy(smoothed), to_numpy(peak_field), background, HALF_MAXIMUM)
 
-    lower = np.pi * (size / 2.0) ** 2 / 8.0 if min_area is None else float(min_area)
+    lower = max(np.pi * (size / 2.0) ** 2 / 8.0, POINT_AREA + 1) if min_area is None else float(min_area)
     areas = np.bincount(labels.ravel())
     keep = areas >= lower
     if max_area is not None:
