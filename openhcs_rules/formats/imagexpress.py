@@ -510,7 +510,9 @@ def _to_images(
     root: Path, planes: list[_Found], promoted: list[_Found]
 ) -> tuple[list[ImageStructure], dict[ImageKey, Path]]:
     """Turn found files into ImageStructures; z from the sorted ZStep numbers, promoted files at z=1."""
-    z_rank = {number: rank for rank, number in enumerate(sorted({f.z_number for f in planes} - {None}), 1)}
+    z_rank = {
+        number: rank for rank, number in enumerate(sorted({f.z_number for f in planes if f.z_number is not None}), 1)
+    }
     images: list[ImageStructure] = []
     paths: dict[ImageKey, Path] = {}
     for found in [*planes, *promoted]:
@@ -624,8 +626,9 @@ def _z_step_um(images: list[ImageStructure], paths: dict[ImageKey, Path], skip: 
     stack = next((keys for keys in stacks.values() if len(keys) > 1), None)
     if stack is None:
         return None
-    heights = [_plane_info(paths[key]).get("z-position") for key in sorted(stack, key=lambda k: k.z)]
-    if not all(isinstance(h, int | float) for h in heights):
+    found = [_plane_info(paths[key]).get("z-position") for key in sorted(stack, key=lambda k: k.z)]
+    heights = [h for h in found if isinstance(h, int | float)]
+    if len(heights) != len(found):
         return None
     steps = [abs(b - a) for a, b in zip(heights, heights[1:], strict=False)]
     return round(sum(steps) / len(steps), 4)

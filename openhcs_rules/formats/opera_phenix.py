@@ -384,6 +384,7 @@ def _pixel_size_um(facts: dict[int, _ChannelFacts], path: Path, warnings: list[s
         return None
     first = min(known)
     x, y = known[first]
+    assert x is not None  # known holds only channels with an X resolution
     if y is not None and abs(y - x) > 1e-6 * x:
         warnings.append(f"{path}: channel {first} has non-square pixels ({x:g} x {y:g} um): {x:g} um is used")
     others = {c: r[0] for c, r in known.items() if r[0] is not None and abs(r[0] - x) > 1e-6 * x}

@@ -57,7 +57,7 @@ def estimate_illumination(
         )
     shape: tuple[int, int] | None = None
     factor = 1
-    small_planes = []
+    small_planes: list[Any] = []  # numpy or cupy arrays
     for index, plane in enumerate(planes):
         if getattr(plane, "ndim", None) != 2:
             raise ValueError(

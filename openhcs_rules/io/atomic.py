@@ -48,8 +48,10 @@ class OutputWriteError(OpenHCSError, OSError):
 
     def __init__(self, target: Path, cause: OSError) -> None:
         folder = _nearest_existing(target.parent)
-        advice = _ADVICE[cause.errno].format(folder=folder)
-        reason = cause.strerror or os.strerror(cause.errno)
+        code = cause.errno
+        assert code is not None, "write_error only wraps an OSError whose errno is in _ADVICE"
+        advice = _ADVICE[code].format(folder=folder)
+        reason = cause.strerror or os.strerror(code)
         message = (
             f"cannot write {target}: {reason}. {advice[0].upper()}{advice[1:]}, then rerun; "
             f"nothing half-written was left under a name that looks complete."

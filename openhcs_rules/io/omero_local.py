@@ -67,7 +67,7 @@ class OmeroLocalBackend(VirtualBackend):
         return {"plate": self.plate.to_dict(), "output": self.output, "pixel_path": self.pixel_path}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(PlateStructure.from_dict(state["plate"]), state["output"], state["pixel_path"])  # type: ignore[misc]
+        self.__init__(PlateStructure.from_dict(state["plate"]), state["output"], state["pixel_path"])  # type: ignore[misc]  # re-run __init__ on unpickling
 
     # -- connections, made on first use ---------------------------------------------------------------------
     @property

@@ -77,7 +77,8 @@ def estimate_plate_illumination(
             continue
         profiles[channel] = np.asarray(estimate_illumination(planes), dtype=np.float32)
     buffer = io.BytesIO()
-    np.savez(buffer, **{f"channel_{c}": p for c, p in profiles.items()})
+    # numpy's stub fears a key named allow_pickle: these keys are all channel_N
+    np.savez(buffer, **{f"channel_{c}": p for c, p in profiles.items()})  # type: ignore[arg-type]
     atomic_write_bytes(out_npz, buffer.getvalue())
     return profiles
 

@@ -409,13 +409,11 @@ class OmeroSession:
         for c in range(size_c):
             plane = data[:, c]
             lo, hi = float(plane.min()), float(plane.max())
-            self.call(
-                f"setting channel {c} range of image {image_id}",
-                lambda gw, c=c, lo=lo, hi=hi: gw.getPixelsService().setChannelGlobalMinMax(
-                    int(pixels_id), c, lo, hi, gw.SERVICE_OPTS
-                ),
-                idempotent=False,
-            )
+
+            def set_range(gw: Any, c: int = c, lo: float = lo, hi: float = hi) -> Any:
+                return gw.getPixelsService().setChannelGlobalMinMax(int(pixels_id), c, lo, hi, gw.SERVICE_OPTS)
+
+            self.call(f"setting channel {c} range of image {image_id}", set_range, idempotent=False)
         pix = self._find_one(f"loading channels of image {image_id}", queries.PIXELS_CHANNELS, pxid=int(pixels_id))
         changed = []
         for index, channel in enumerate(pix.copyChannels()):
@@ -637,9 +635,11 @@ class PixelsStore:
         step = self._rows_per_tile()
         for y in range(0, p.size_y, step):
             h = min(step, p.size_y - y)
-            raw = self.session.call(
-                what, lambda gw, y=y, h=h: self._get(gw).getTile(z, c, t, 0, y, p.size_x, h, gw.SERVICE_OPTS)
-            )
+
+            def get_tile(gw: Any, y: int = y, h: int = h) -> Any:
+                return self._get(gw).getTile(z, c, t, 0, y, p.size_x, h, gw.SERVICE_OPTS)
+
+            raw = self.session.call(what, get_tile)
             out[y : y + h] = self._decode(raw, (h, p.size_x))
         return out
 
@@ -664,19 +664,22 @@ class PixelsStore:
                     what = f"writing plane z={z} c={c} t={t} of pixels {p.pixels_id}"
                     if step == p.size_y:
                         buf = plane.tobytes()
-                        self.session.call(
-                            what, lambda gw, b=buf, z=z, c=c, t=t: self._get(gw).setPlane(b, z, c, t, gw.SERVICE_OPTS)
-                        )
+
+                        def set_plane(gw: Any, b: bytes = buf, z: int = z, c: int = c, t: int = t) -> Any:
+                            return self._get(gw).setPlane(b, z, c, t, gw.SERVICE_OPTS)
+
+                        self.session.call(what, set_plane)
                         continue
                     for y in range(0, p.size_y, step):
                         h = min(step, p.size_y - y)
                         buf = plane[y : y + h].tobytes()
-                        self.session.call(
-                            what,
-                            lambda gw, b=buf, z=z, c=c, t=t, y=y, h=h: self._get(gw).setTile(
-                                b, z, c, t, 0, y, p.size_x, h, gw.SERVICE_OPTS
-                            ),
-                        )
+
+                        def set_tile(
+                            gw: Any, b: bytes = buf, z: int = z, c: int = c, t: int = t, y: int = y, h: int = h
+                        ) -> Any:
+                            return self._get(gw).setTile(b, z, c, t, 0, y, p.size_x, h, gw.SERVICE_OPTS)
+
+                        self.session.call(what, set_tile)
 
     def save(self) -> None:
         self.session.call(

@@ -60,6 +60,7 @@ def _map_contiguous(handle: _OpenFile, series: tifffile.TiffPageSeries, located:
     """Map a contiguous series as (planes, y, x), after checking the file really holds all of them."""
     dtype = np.dtype(series.dtype).newbyteorder(handle.tif.byteorder)
     count = int(np.prod(located.dims)) if located.dims else 1
+    assert series.dataoffset is not None, "only contiguous series (with a data offset) are mapped"
     offset = int(series.dataoffset)
     end = offset + count * located.plane_shape[0] * located.plane_shape[1] * dtype.itemsize
     size = os.path.getsize(located.path)
@@ -141,7 +142,10 @@ class DirectReader:
                 mapped = handle.mapped[located.series] = _map_contiguous(handle, series, located)
             if mapped is None:
                 try:
-                    data = series.pages[page].asarray()
+                    tiff_page = series.pages[page]
+                    if tiff_page is None:
+                        raise ValueError("the series has no such page")
+                    data = tiff_page.asarray()
                 except Exception as exc:  # tifffile/imagecodecs raise many types for broken data
                     raise ImageReadError(
                         f"{located.path}: cannot decode page {page} ({type(exc).__name__}: {exc})"

@@ -62,8 +62,8 @@ def _wheel_fits_interpreter(path: Path) -> bool:
         from packaging.tags import sys_tags
         from packaging.utils import parse_wheel_filename
     except ImportError:  # a bare venv: pip always carries its own copy
-        from pip._vendor.packaging.tags import sys_tags
-        from pip._vendor.packaging.utils import parse_wheel_filename
+        from pip._vendor.packaging.tags import sys_tags  # type: ignore[assignment]  # pip's copy, same API
+        from pip._vendor.packaging.utils import parse_wheel_filename  # type: ignore[assignment]  # same API
 
     try:
         name, version, _build, tags = parse_wheel_filename(path.name)

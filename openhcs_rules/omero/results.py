@@ -65,14 +65,21 @@ def read_well_fields(out_dir: str | Path) -> dict[int, FieldArrays]:
     if (out / "images.zarr").is_dir():
         import zarr
 
+        def pixels(group: zarr.Group, path: str) -> np.ndarray:
+            node = group[path]
+            if not isinstance(node, zarr.Array):
+                raise ValueError(f"{out / 'images.zarr'}: {node.path} is a group, not an array")
+            return np.asarray(node[:])
+
         root = zarr.open_group(store=str(out / "images.zarr"), mode="r")
         fields: dict[int, FieldArrays] = {}
         for key in sorted((k for k in root.group_keys() if k.isdigit()), key=int):
             group = root[key]
+            assert isinstance(group, zarr.Group)  # group_keys() names groups only
             labels = None
             if "labels" in group:
-                labels = np.asarray(group["labels"]["nuclei"]["0"][:])[:, 0]
-            fields[int(key) + 1] = FieldArrays(np.asarray(group["0"][:]), labels)
+                labels = pixels(group, "labels/nuclei/0")[:, 0]
+            fields[int(key) + 1] = FieldArrays(pixels(group, "0"), labels)
         return fields
     if (out / "images").is_dir():
         return _read_tiff_fields(out / "images")

@@ -174,7 +174,7 @@ class StorageObject(StorageObjectRead, StorageObjectWrite):
     # -- helpers -------------------------------------------------------------------------------------------
     @property
     def provider_(self) -> StorageProvider:
-        return self.provider  # type: ignore[return-value]
+        return self.provider  # type: ignore[return-value]  # the base class types it as its own base provider
 
     def _session(self) -> Any:
         return self.provider_.session(self.parsed.host, self.parsed.port)

@@ -135,7 +135,7 @@ def image_info(plate: PlateStructure, image: ImageStructure) -> ImageInfo:
     size_x, size_y, size_z, size_c, size_t = entry["size"]
     pixels = PixelsRecord(int(entry["pixels_id"]), size_x, size_y, size_z, size_c, size_t, entry["type"])
     files = tuple(tuple(f) for f in meta["filesets"].get(str(entry.get("fileset")), []))
-    return ImageInfo(int(ident), pixels, int(entry.get("series") or 0), files)  # type: ignore[arg-type]
+    return ImageInfo(int(ident), pixels, int(entry.get("series") or 0), files)
 
 
 # -- cache: one load per plate per process -----------------------------------------------------------------

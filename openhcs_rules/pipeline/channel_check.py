@@ -18,7 +18,7 @@ def channel_problems(pipeline: Pipeline, channel_names: dict[int, str], nuclei_c
     context = RunContext(channel_names=channel_names, nuclei_channel=nuclei_channel)
     problems: list[str] = []
     for step in pipeline.steps:
-        selectors = list(step.func) if isinstance(step.func, dict) else []
+        selectors: list[int | str] = list(step.func) if isinstance(step.func, dict) else []
         if step.channel is not None:
             selectors.append(step.channel)
         for selector in selectors:

@@ -52,7 +52,7 @@ def claim_device(device_count: int, lock_dir: str | Path | None = None, max_slot
 
 def visible_device_count() -> int:
     """CUDA devices this process may use (those of its Slurm allocation, if any)."""
-    import cupy  # type: ignore[import-not-found]
+    import cupy
 
     return int(cupy.cuda.runtime.getDeviceCount())
 
@@ -60,7 +60,7 @@ def visible_device_count() -> int:
 def select_device() -> int:
     """Claim a device for this job and make it cupy's current device; return its index."""
     global _CLAIM
-    import cupy  # type: ignore[import-not-found]
+    import cupy
 
     if _CLAIM is not None:  # a job processing several wells keeps the device it claimed first
         return int(cupy.cuda.Device().id)

@@ -13,7 +13,7 @@ import inspect
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -78,7 +78,7 @@ def _collapse(key: PlaneKey, variable: list[str]) -> PlaneKey:
     values = list(key)
     for component in variable:
         values[_POS[component]] = 1
-    return tuple(values)  # type: ignore[return-value]
+    return tuple(values)  # type: ignore[return-value]  # four components in, four out
 
 
 def _stack(result: WellResult, keys: list[PlaneKey], memory_type: str) -> Any:
@@ -156,7 +156,7 @@ def run_step(step: Step, result: WellResult, context: RunContext) -> None:
             if function_name is None:
                 continue  # channel not named in the dict: passes through unchanged
         else:
-            function_name = step.func  # type: ignore[assignment]
+            function_name = cast(str, step.func)  # names is None: func is not a dict, so one function name
         spec = get_function(function_name)
         func = spec.load()
         memory_type = spec.memory_type_for(context.memory_type)  # numpy-only plugins get host arrays

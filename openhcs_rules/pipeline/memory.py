@@ -23,7 +23,7 @@ def _cupy() -> ModuleType | None:
     if os.environ.get("OPENHCS_DISABLE_GPU"):
         return None
     try:
-        import cupy  # type: ignore[import-not-found]
+        import cupy
 
         if cupy.cuda.is_available() and cupy.cuda.runtime.getDeviceCount() > 0:
             return cupy
@@ -59,8 +59,8 @@ def memory_type_of(array: Any) -> str:
 def modules_for(array: Any) -> tuple[ModuleType, ModuleType]:
     """(xp, ndi) for an array: (numpy, scipy.ndimage) or (cupy, cupyx.scipy.ndimage)."""
     if memory_type_of(array) == CUPY:
-        import cupy  # type: ignore[import-not-found]
-        import cupyx.scipy.ndimage as cndi  # type: ignore[import-not-found]
+        import cupy
+        import cupyx.scipy.ndimage as cndi
 
         return cupy, cndi
     import numpy

@@ -51,7 +51,8 @@ class FunctionSpec:
     memory_types: tuple[str, ...] = MEMORY_TYPES  # what the function accepts; plugins default to numpy only
 
     def load(self) -> Callable[..., Any]:
-        return functools.reduce(getattr, self.attribute.split("."), importlib.import_module(self.module))
+        module: Any = importlib.import_module(self.module)  # whatever the dotted attribute names
+        return functools.reduce(getattr, self.attribute.split("."), module)
 
     def memory_type_for(self, requested: str) -> str:
         """The memory type to call the function on: the run's, unless the function cannot take it (then numpy)."""
@@ -229,7 +230,8 @@ def _load_plugin(entry: PluginEntry) -> FunctionSpec:
     if not module or not attribute:
         raise PipelineError(f"{entry}: the value must be 'package.module:function'")
     try:
-        function = functools.reduce(getattr, attribute.strip().split("."), importlib.import_module(module.strip()))
+        loaded: Any = importlib.import_module(module.strip())
+        function = functools.reduce(getattr, attribute.strip().split("."), loaded)
     except Exception as exc:  # noqa: BLE001 - whatever the plugin raises on import, the user must see it
         raise PipelineError(f"{entry} failed to load: {type(exc).__name__}: {exc}") from exc
     traits = _traits_of(function, entry)

@@ -82,7 +82,9 @@ def _where(source: str, line: int | None) -> str:
 
 def _line_of(text: str | bytes, index: int) -> int:
     """1-based line of a character (or byte) offset."""
-    return text.count("\n" if isinstance(text, str) else b"\n", 0, index) + 1
+    if isinstance(text, str):
+        return text.count("\n", 0, index) + 1
+    return text.count(b"\n", 0, index) + 1
 
 
 # --- reading literals ----------------------------------------------------------------------------------------
@@ -149,7 +151,7 @@ def _constant(node: ast.Constant) -> Any:
 def _dict(node: ast.Dict, budget: _Budget, depth: int, calls: bool) -> dict[Any, Any]:
     if any(key is None for key in node.keys):
         raise _Reject(node, "'**' unpacking is not allowed in a pipeline file")
-    keys = [_literal(key, budget, depth + 1, calls=False) for key in node.keys]  # type: ignore[arg-type]
+    keys = [_literal(key, budget, depth + 1, calls=False) for key in node.keys if key is not None]
     if not all(isinstance(key, str | int) for key in keys):
         raise _Reject(node, "dict keys must be strings or integers")
     return {key: _literal(value, budget, depth + 1, calls) for key, value in zip(keys, node.values, strict=True)}

@@ -11,6 +11,8 @@ a run of zeros as a 32-byte chunk, so without the cap 32 bytes on the wire could
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 
 from openhcs_rules.zmq.errors import LimitError, MessageError
@@ -43,13 +45,19 @@ def encode(array: np.ndarray, codec: str) -> bytes | memoryview:
     """The payload for ``array`` (C-ordered bytes, compressed or not)."""
     array = np.ascontiguousarray(array)
     if codec == "raw":
-        return memoryview(array).cast("B")
+        return array.data.cast("B")  # the same buffer; numpy's stubs declare __buffer__ only for Python >= 3.12
     if codec == "blosc2-lz4":
         import imagecodecs
 
-        return imagecodecs.blosc2_encode(
-            array, level=1, compressor="lz4", shuffle=1, typesize=array.dtype.itemsize, numthreads=1
+        encoded = imagecodecs.blosc2_encode(
+            array,  # type: ignore[arg-type]  # the stub says bytes/bytearray/mmap; any C-contiguous buffer works
+            level=1,
+            compressor="lz4",
+            shuffle=1,
+            typesize=array.dtype.itemsize,
+            numthreads=1,
         )
+        return cast(bytes, encoded)  # a bytearray only when given out=
     raise ValueError(f"unknown codec {codec!r}; use one of {', '.join(CODECS)}")
 
 
@@ -80,7 +88,11 @@ def decode(
             )
         out = np.empty(shape, dtype=dtype)
         try:
-            imagecodecs.blosc2_decode(raw, out=out.reshape(-1).view(np.uint8), numthreads=1)
+            imagecodecs.blosc2_decode(
+                raw,  # type: ignore[arg-type]  # the stub says bytes/bytearray/mmap; any buffer works
+                out=out.reshape(-1).view(np.uint8),  # type: ignore[arg-type]  # a writable buffer, as above
+                numthreads=1,
+            )
         except RuntimeError as exc:
             raise MessageError(f"compressed frame does not decode: {exc}") from None
         return out

@@ -67,7 +67,7 @@ class Hyperstack:
             for z in self.index.values["z"]:
                 for channel in self.index.values["channel"]:
                     old_number = self._number_in(old_values, (channel, z, t)) if old_stack is not None else None
-                    if old_number is not None:
+                    if old_stack is not None and old_number is not None:
                         processor = old_stack.getProcessor(old_number)
                     else:
                         processor = imagej.to_processor(_zeros(self.plane_shape), self.depth)

@@ -78,7 +78,8 @@ def to_processor(array: np.ndarray, depth: int) -> Any:
 def from_processor(processor: Any) -> np.ndarray:
     """The pixels ImageJ holds in a processor, as numpy (8/16-bit read back unsigned)."""
     pixels = np.asarray(processor.getPixels())
-    pixels = {1: pixels.view(np.uint8), 2: pixels.view(np.uint16)}.get(pixels.dtype.itemsize, pixels)
+    unsigned: dict[int, np.ndarray] = {1: pixels.view(np.uint8), 2: pixels.view(np.uint16)}
+    pixels = unsigned.get(pixels.dtype.itemsize, pixels)
     return pixels.reshape(processor.getHeight(), processor.getWidth()).copy()
 
 

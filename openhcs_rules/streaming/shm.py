@@ -32,7 +32,7 @@ from openhcs_rules.zmq.errors import MessageError
 from openhcs_rules.zmq.messages import SHM_NAME
 
 try:  # CPython's POSIX shm calls (what multiprocessing.shared_memory uses underneath)
-    import _posixshmem
+    import _posixshmem  # type: ignore[import-not-found]  # private CPython module: typeshed has no stub
 except ImportError:  # pragma: no cover - Windows: senders fall back to inline frames
     _posixshmem = None
 

@@ -90,7 +90,7 @@ class ViewerServer(DualChannelServer):
         self._housekeeping_at = time.monotonic()
 
     # -- data thread ------------------------------------------------------------------------------------
-    def on_data(self, message: dict[str, Any], payload: list[bytes]) -> dict[str, Any] | None:
+    def on_data(self, message: dict[str, Any], payload: list[bytes | memoryview]) -> dict[str, Any] | None:
         if message["type"] == "release":
             self.reader.release(message["names"])
             return None

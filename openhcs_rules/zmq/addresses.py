@@ -36,7 +36,7 @@ def _resolve(host: str) -> list[str]:
         infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
     except socket.gaierror:
         return []
-    return sorted({info[4][0] for info in infos})
+    return sorted({str(info[4][0]) for info in infos})  # an IPv4/IPv6 address string for TCP results
 
 
 def resolve_host(host: str) -> str:

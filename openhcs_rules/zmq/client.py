@@ -123,7 +123,7 @@ class ControlClient:
             if remaining_ms <= 0:
                 self._reset()
                 raise ServerNotResponding(f"no reply from {self.host}:{self.port} to {kind!r} within the timeout")
-            ready = dict(poller.poll(remaining_ms))
+            ready = dict(poller.poll(int(remaining_ms)))  # what pyzmq does with a float
             if self._monitor in ready:
                 error = self._event_error()
                 if error is not None:

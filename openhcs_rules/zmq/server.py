@@ -130,7 +130,7 @@ class DualChannelServer:
         """Requests other than ping/status/shutdown; the base knows none of them."""
         return messages.error_message("unsupported", f"a {self.kind} server does not handle {message['type']!r}"), []
 
-    def on_data(self, message: dict[str, Any], payload: list[bytes]) -> dict[str, Any] | None:
+    def on_data(self, message: dict[str, Any], payload: list[bytes | memoryview]) -> dict[str, Any] | None:
         """A message on the data channel; returns the ack (or error) sent back to that sender, or None."""
         return messages.error_message("unsupported", f"a {self.kind} server takes no data messages")
 
@@ -243,7 +243,7 @@ class DualChannelServer:
             sock.close(linger=0)
 
     def _data_reply(self, parts: list[zmq.Frame]) -> list[bytes] | None:
-        frames = [parts[0].bytes, *(part.buffer for part in parts[1:])] if parts else []
+        frames: list[bytes | memoryview] = [parts[0].bytes, *(part.buffer for part in parts[1:])] if parts else []
         return self._handle_data_raw(frames)
 
     def _guarded(
@@ -306,9 +306,10 @@ class DualChannelServer:
             log.exception("%s: %s request failed", self.name, kind)
             return self._reply_error("failed", f"{type(exc).__name__}: {exc}")
 
-    def _handle_data_raw(self, frames: list[bytes]) -> list[bytes] | None:
+    def _handle_data_raw(self, frames: list[bytes | memoryview]) -> list[bytes] | None:
+        """``frames``: the JSON header as bytes, then the payload parts (zero-copy memoryviews from ZMQ)."""
         try:
-            message = messages.decode(frames[0]) if frames else messages.decode(b"")
+            message = messages.decode(bytes(frames[0])) if frames else messages.decode(b"")
         except MessageError as exc:
             log.warning("%s: malformed data message: %s", self.name, exc)
             return self._reply_error("bad_message", str(exc))
