@@ -11,8 +11,11 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
+
+from openhcs_rules.config.schema import ANY_KEY, schema_default
+from openhcs_rules.jobs.options import WellJobOptions, parse_nuclei_channel
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
@@ -62,7 +65,7 @@ def _cmd_discover(args: argparse.Namespace) -> int:
         args.path,
         args.out,
         args.format,
-        _nuclei_channel(args.nuclei_channel),
+        parse_nuclei_channel(args.nuclei_channel),
         args.pipeline,
         **_format_options(args),
     )
@@ -71,7 +74,7 @@ def _cmd_discover(args: argparse.Namespace) -> int:
 
 def _add_format_options(p: argparse.ArgumentParser) -> None:
     """--format and the pattern format's settings; '' means unset (the rule passes every plate's values)."""
-    p.add_argument("--format", default="auto", choices=FORMATS)
+    p.add_argument("--format", default=schema_default("plates", ANY_KEY, "format"), choices=FORMATS)
     p.add_argument("--pattern", default="", help="format pattern: regular expression with named groups")
     p.add_argument("--pattern-layout", default="", help="format pattern: the plate's well count (96, 384...)")
 
@@ -90,45 +93,19 @@ def _cmd_illumination(args: argparse.Namespace) -> int:
     return 0
 
 
-def _nuclei_channel(value: str | None) -> int | str | None:
-    if value in (None, "", "None", "null"):
-        return None
-    return int(value) if value.isdigit() else value
-
-
-def _add_pipeline_options(p: argparse.ArgumentParser) -> None:
-    """The options process-well and process-wells share: how the pipeline runs and where images go."""
-    p.add_argument("--illumination")
-    p.add_argument("--nuclei-channel")
-    p.add_argument("--gpu", default="auto", choices=["auto", "numpy", "cupy"])
-    p.add_argument("--backend", default="zarr", choices=["zarr", "disk"])
-    p.add_argument("--pyramid-levels", type=int, default=3)
-    p.add_argument("--streaming", default="", help="the config's streaming block as JSON (live viewers)")
-
-
-def _pipeline_options(args: argparse.Namespace) -> dict[str, Any]:
-    """Those options as the keyword arguments of process_well / process_wells."""
-    return {
-        "illumination_npz": args.illumination,
-        "nuclei_channel": _nuclei_channel(args.nuclei_channel),
-        "gpu": args.gpu,
-        "backend": args.backend,
-        "pyramid_levels": args.pyramid_levels,
-        "streaming": json.loads(args.streaming) if args.streaming else None,
-    }
-
-
 def _cmd_process_well(args: argparse.Namespace) -> int:
     from openhcs_rules.jobs.process_well import process_well
 
-    process_well(args.plate_json, args.well, args.pipeline, args.out_dir, **_pipeline_options(args))
+    options = WellJobOptions.from_args(args)  # the options process-well and process-wells share
+    process_well(args.plate_json, args.well, args.pipeline, args.out_dir, options=options)
     return 0
 
 
 def _cmd_process_wells(args: argparse.Namespace) -> int:
     from openhcs_rules.jobs.process_wells import process_wells
 
-    process_wells(args.plate_json, args.chunk, args.pipeline, args.wells_dir, args.manifest, **_pipeline_options(args))
+    options = WellJobOptions.from_args(args)
+    process_wells(args.plate_json, args.chunk, args.pipeline, args.wells_dir, args.manifest, options=options)
     return 0
 
 
@@ -194,8 +171,29 @@ def _cmd_functions(args: argparse.Namespace) -> int:
     return 1 if unusable else 0
 
 
-#: the --format choices: auto (detect) or a registered format; pattern is never detected
-FORMATS = ["auto", "imagexpress", "opera_phenix", "yokogawa", "pattern", "ome_zarr", "omero"]
+class _FormatChoices:
+    """The --format choices: auto (detect) or a registered format (pattern is never detected).
+
+    Read from the format registry when argparse checks a value or prints them, so the commands that take no
+    --format do not import every format handler.
+    """
+
+    def _names(self) -> list[str]:
+        from openhcs_rules.formats.registry import registered_handlers
+
+        return ["auto", *(handler.name for handler in registered_handlers())]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._names()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names())
+
+    def __len__(self) -> int:
+        return len(self._names())
+
+
+FORMATS = _FormatChoices()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -220,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("illumination", help="(rule) estimate per-channel flat fields of a plate")
     p.add_argument("--plate-json", required=True)
     p.add_argument("--out", required=True)
-    p.add_argument("--max-images", type=int, default=64)
+    p.add_argument("--max-images", type=int, default=schema_default("illumination", "max_images"))
     p.set_defaults(func=_cmd_illumination)
 
     p = sub.add_parser("process-well", help="run the pipeline on one well (outside the workflow)")
@@ -228,7 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--well", required=True)
     p.add_argument("--pipeline", required=True)
     p.add_argument("--out-dir", required=True)
-    _add_pipeline_options(p)
+    WellJobOptions.add_arguments(p)
     p.set_defaults(func=_cmd_process_well)
 
     p = sub.add_parser("process-wells", help="(rule) run the pipeline on a chunk of wells, skipping finished ones")
@@ -237,26 +235,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pipeline", required=True)
     p.add_argument("--wells-dir", required=True, help="each well's outputs go to WELLS_DIR/<well>/")
     p.add_argument("--manifest", required=True, help="written last, once every well of the chunk is done")
-    _add_pipeline_options(p)
+    WellJobOptions.add_arguments(p)
     p.set_defaults(func=_cmd_process_wells)
 
     p = sub.add_parser("assemble", help="(rule) build the plate's OME-Zarr, CSV tables and heatmap")
     p.add_argument("--plate-json", required=True)
     p.add_argument("--wells-dir", required=True)
     p.add_argument("--out-dir", required=True)
-    p.add_argument("--backend", default="zarr", choices=["zarr", "disk"])
+    WellJobOptions.add_arguments(p, ["backend"])
     p.set_defaults(func=_cmd_assemble)
 
     p = sub.add_parser("generate-demo", help="write a synthetic ImageXpress plate with known nuclei counts")
     p.add_argument("--out", required=True)
     p.add_argument("--name", default="demo_plate")
     p.add_argument("--wells", nargs="+", default=None)
-    p.add_argument("--sites", type=int, default=2)
-    p.add_argument("--channels", type=int, default=2)
-    p.add_argument("--z-planes", type=int, default=3)
-    p.add_argument("--timepoints", type=int, default=1)
-    p.add_argument("--size", type=int, default=512)
-    p.add_argument("--seed", type=int, default=0)
+    for name in ("sites", "channels", "z_planes", "timepoints", "size", "seed"):  # a synthetic plate's defaults
+        default = schema_default("plates", ANY_KEY, "synthetic", name)
+        p.add_argument("--" + name.replace("_", "-"), type=int, default=default)
     p.set_defaults(func=_cmd_generate_demo)
 
     p = sub.add_parser("validate", help="check a screen config and its pipeline file")

@@ -171,7 +171,7 @@ def test_hostile_output_dir_is_a_folder_name_and_nothing_runs_outside_it(tmp_pat
     assert (results / "wells.csv").is_file() and (results / "plate.ome.zarr").is_dir()
     assert set(os.listdir("/")) == before, "something was written at the filesystem root"
     made = {p.name for p in tmp_path.iterdir()}
-    assert made <= {out, "screen.yaml", "resources", "logs", "benchmarks", ".snakemake"}, made
+    assert made <= {out, "screen.yaml", "resources", "logs", "benchmarks", ".snakemake", ".openhcs"}, made
 
 
 @pytest.mark.workflow

@@ -73,5 +73,6 @@ def test_the_catalog_s_claims_match_the_workflow():
         missing = [name for name, block in rules.items() if 'conda:\n        "../envs/openhcs.yaml"' not in block]
         assert not missing, f"rules without the conda environment: {missing}"
     commands = [block.split("    shell:")[1] for block in rules.values()]
-    assert all('\\"$OPENHCS_RULES_PYTHON\\" -m openhcs_rules' in command for command in commands), "a job calls another interpreter"
+    interpreter = '\\"$OPENHCS_RULES_PYTHON\\" -m openhcs_rules'
+    assert all(interpreter in command for command in commands), "a job calls another interpreter"
     assert deployment["singularity"] is False  # no image is published; software.container names your own

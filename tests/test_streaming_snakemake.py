@@ -1,7 +1,9 @@
-"""Streaming through the real Snakemake CLI: the workflow starts napari itself and every well job streams to it."""
+"""Streaming through the real Snakemake CLI: the workflow's ensure_viewer rule starts napari and every well job
+streams to it (the rules themselves, with the headless record viewer: test_viewer_rules.py)."""
 
 from __future__ import annotations
 
+import json
 import socket
 
 import pytest
@@ -29,6 +31,10 @@ def test_workflow_starts_napari_and_wells_stream_every_step(tmp_path):
     done = snakemake(tmp_path, config)
     try:
         assert done.returncode == 0, done.stderr[-4000:]
+        log = done.stdout + done.stderr
+        assert log.index("localrule ensure_viewer:") < log.index("localrule process_wells:")
+        record = json.loads((tmp_path / ".openhcs" / "viewers" / f"napari-{port}.json").read_text())["napari"]
+        assert record["state"] == "started"
         with ControlClient("127.0.0.1", port, timeout_s=30) as client:
             layers = {layer["name"]: layer for layer in client.call("layers")}
             assert "demo | segment | DAPI" in layers and "demo | best_focus | FITC" in layers

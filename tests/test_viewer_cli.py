@@ -80,7 +80,7 @@ def test_keys_and_ensure(capsys, tmp_path):
 
 def test_a_bad_streaming_config_is_a_clear_error(capsys):
     status, _, err = _run(capsys, "ensure", "--streaming", '{"napari": {"colour": "red"}}')
-    assert status == 2 and "unknown option(s) ['colour']" in err
+    assert status == 2 and "unknown key 'streaming.napari.colour'" in err
     status, _, err = _run(capsys, "ensure", "--streaming", '{"napari": {"host": "0.0.0.0"}}')
     assert status == 2 and "curve_keys_dir" in err
 

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from openhcs_rules.io.atomic import atomic_path, atomic_write_bytes, atomic_write_text, remove_stale_temps
+from openhcs_rules.jobs.options import WellJobOptions
 from openhcs_rules.pipeline.executor import PlaneKey, RunContext, WellResult, run_pipeline
 from openhcs_rules.pipeline.memory import resolve_memory_type
 from openhcs_rules.pipeline.model import Pipeline
@@ -78,7 +79,7 @@ class WellImageSink:
     """
 
     def __init__(
-        self, folder: str | Path, backend: str, well_name: str, pyramid_levels: int = 3, describe: Any = None
+        self, folder: str | Path, backend: str, well_name: str, pyramid_levels: int, describe: Any = None
     ) -> None:
         self.folder, self.backend, self.well_name, self.levels = Path(folder), backend, well_name, pyramid_levels
         self.describe = describe  # a zarr_plate.FieldDescription: write each field's NGFF metadata too
@@ -298,9 +299,7 @@ class WellJobInputs:
     plate: PlateStructure
     pipeline: Pipeline
     context: RunContext
-    backend: str = "zarr"
-    pyramid_levels: int = 3
-    streaming: dict[str, Any] | None = None
+    options: WellJobOptions = field(default_factory=WellJobOptions)
     plate_json: Path | None = None  # for OMERO write-back
     #: write each field's NGFF metadata in this job (see process_wells.FIELD_METADATA_MIN_FIELDS); else the
     #: plate's assembly job writes it
@@ -314,18 +313,19 @@ class WellJobInputs:
         One connection per job, not per well: a chunk of 24 wells connects once, and a viewer that is
         missing costs one connect timeout and one warning per job, not per well.
         """
-        if not self.streaming:
+        streaming = self.options.streaming
+        if not streaming:
             return None
         from openhcs_rules.streaming.config import DEFAULT_PORTS  # only jobs that stream pay for the import
 
-        if not any(self.streaming.get(kind) for kind in DEFAULT_PORTS):
+        if not any(streaming.get(kind) for kind in DEFAULT_PORTS):
             return None
         if not self._streamer_tried:
             from openhcs_rules.streaming.hook import make_streamer
 
             self._streamer_tried = True
             # a side effect: a missing or dead viewer is warned about once and never fails the job
-            self._streamer = make_streamer(self.streaming, self.plate.name, well, self.context.channel_names)
+            self._streamer = make_streamer(streaming, self.plate.name, well, self.context.channel_names)
         if self._streamer is not None:
             self._streamer.well = well
         return self._streamer
@@ -341,12 +341,7 @@ class WellJobInputs:
         cls,
         plate_json: str | Path,
         pipeline_path: str | Path,
-        illumination_npz: str | Path | None = None,
-        nuclei_channel: int | str | None = None,
-        gpu: str = "auto",
-        backend: str = "zarr",
-        pyramid_levels: int = 3,
-        streaming: dict[str, Any] | None = None,
+        options: WellJobOptions,
         plate: PlateStructure | None = None,
     ) -> WellJobInputs:
         """Read plate.json (unless the caller already did: ``plate``), the pipeline and the illumination
@@ -355,7 +350,7 @@ class WellJobInputs:
         from openhcs_rules.pipeline.serialize import load_pipeline
 
         plate = plate if plate is not None else PlateStructure.load_json(plate_json)
-        memory_type = resolve_memory_type(gpu)
+        memory_type = resolve_memory_type(options.gpu)
         if memory_type == "cupy":
             from openhcs_rules.pipeline.devices import select_device
 
@@ -363,10 +358,10 @@ class WellJobInputs:
         context = RunContext(
             channel_names={i: plate.channel(i).name for i in plate.channel_indices},
             memory_type=memory_type,
-            illumination=load_illumination(illumination_npz) if illumination_npz else {},
-            nuclei_channel=nuclei_channel,
+            illumination=load_illumination(options.illumination) if options.illumination else {},
+            nuclei_channel=options.nuclei_channel,
         )
-        return cls(plate, load_pipeline(pipeline_path), context, backend, pyramid_levels, streaming, Path(plate_json))
+        return cls(plate, load_pipeline(pipeline_path), context, options, Path(plate_json))
 
 
 def run_well(
@@ -374,19 +369,19 @@ def run_well(
 ) -> dict[str, Any]:
     """Process one well with inputs already loaded: images, objects.csv, then summary.json (last)."""
     start = time.perf_counter()
-    plate, context = inputs.plate, inputs.context
+    plate, context, backend = inputs.plate, inputs.context, inputs.options.backend
     out = Path(out_dir)
     objects: list[dict[str, Any]] = []
     clear_interrupted_writes(out)
     context.on_step = inputs.streamer_for(well)
     try:
         describe = None
-        if inputs.describe_fields and inputs.backend == "zarr":
+        if inputs.describe_fields and backend == "zarr":
             from openhcs_rules.io.zarr_plate import FieldDescription
 
             describe = FieldDescription.of(plate, well, list(context.channel_names.values()))
-        folder = out / _IMAGE_FOLDERS[inputs.backend]
-        with WellImageSink(folder, inputs.backend, well, inputs.pyramid_levels, describe) as sink:
+        folder = out / _IMAGE_FOLDERS[backend]
+        with WellImageSink(folder, backend, well, inputs.options.pyramid_levels, describe) as sink:
             for part in iter_site_results(plate, well, inputs.pipeline, context):
                 sink.submit(part)  # written in the background while the next site computes
                 objects.extend(part.objects)
@@ -398,7 +393,7 @@ def run_well(
         from openhcs_rules.omero.results import publish_well
 
         try:
-            publish_well(inputs.plate_json, well, out)
+            publish_well(inputs.plate_json if inputs.plate_json is not None else plate, well, out)
         except BaseException:
             (out / "summary.json").unlink(missing_ok=True)  # not published = not done: a rerun redoes it
             raise
@@ -411,17 +406,16 @@ def process_well(
     well: str,
     pipeline_path: str | Path,
     out_dir: str | Path,
-    illumination_npz: str | Path | None = None,
-    nuclei_channel: int | str | None = None,
-    gpu: str = "auto",
-    backend: str = "zarr",
-    pyramid_levels: int = 3,
-    streaming: dict[str, Any] | None = None,
+    *values: Any,
+    options: WellJobOptions | None = None,
+    **fields: Any,
 ) -> dict[str, Any]:
-    """One well from files: load the inputs, run, write outputs (and stream steps to viewers)."""
-    inputs = WellJobInputs.load(
-        plate_json, pipeline_path, illumination_npz, nuclei_channel, gpu, backend, pyramid_levels, streaming
-    )
+    """One well from files: load the inputs, run, write outputs (and stream steps to viewers).
+
+    The job's options: ``options``, or :class:`WellJobOptions`'s fields given here, positionally in field order
+    (``illumination, nuclei_channel, gpu, ...``) or by name.
+    """
+    inputs = WellJobInputs.load(plate_json, pipeline_path, WellJobOptions.of(options, *values, **fields))
     try:
         return run_well(inputs, well, out_dir)
     finally:

@@ -7,8 +7,10 @@ naming every failed well, so Snakemake marks it for a rerun. The chunk's manifes
 is written only when every well is done.
 
 Rerunning a chunk redoes only its unfinished wells: a well is skipped when its summary.json carries the
-same *run key*, a digest of everything its result depends on (plate.json, the pipeline file, the
-illumination profiles, and the options). Change any of those and the well is processed again.
+same *run key*, a digest of everything its result depends on (plate.json, the pipeline file, and every
+option of :class:`~openhcs_rules.jobs.options.WellJobOptions` but those marked as not changing results, like
+the live viewers; file options such as the illumination profiles by their bytes). Change any of those and
+the well is processed again.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any
 
 from openhcs_rules.errors import OpenHCSError
 from openhcs_rules.io.atomic import atomic_write_text, remove_stale_temps
+from openhcs_rules.jobs.options import WellJobOptions
 from openhcs_rules.jobs.process_well import _IMAGE_FOLDERS, WellJobInputs, run_well
 from openhcs_rules.plate.chunks import wells_in_chunk
 from openhcs_rules.plate.model import PlateStructure
@@ -37,6 +40,11 @@ FIELD_METADATA_MIN_FIELDS = 32
 
 class WellsFailed(OpenHCSError):
     """Some wells of a chunk failed; the others were processed and are kept."""
+
+
+def well_run_key(plate_json: str | Path, pipeline_path: str | Path, options: WellJobOptions) -> str:
+    """The run key of a well processed with these inputs and options (every option the key covers)."""
+    return run_key([plate_json, pipeline_path, *options.key_files()], options.key_values())
 
 
 def run_key(files: list[str | Path | None], options: dict[str, Any]) -> str:
@@ -71,27 +79,26 @@ def process_wells(
     pipeline_path: str | Path,
     wells_dir: str | Path,
     manifest: str | Path,
-    illumination_npz: str | Path | None = None,
-    nuclei_channel: int | str | None = None,
-    gpu: str = "auto",
-    backend: str = "zarr",
-    pyramid_levels: int = 3,
-    streaming: dict[str, Any] | None = None,
+    *values: Any,
+    options: WellJobOptions | None = None,
+    **fields: Any,
 ) -> dict[str, Any]:
-    """The whole ``process_wells`` job; returns the manifest it wrote (raises :class:`WellsFailed`)."""
+    """The whole ``process_wells`` job; returns the manifest it wrote (raises :class:`WellsFailed`).
+
+    The job's options: ``options``, or :class:`WellJobOptions`'s fields given here, positionally in field order
+    (``illumination, nuclei_channel, gpu, ...``) or by name.
+    """
+    options = WellJobOptions.of(options, *values, **fields)
     plate = PlateStructure.load_json(plate_json)
     wells = wells_in_chunk(plate.well_names, chunk)
-    options = {"nuclei_channel": nuclei_channel, "gpu": gpu, "backend": backend, "pyramid_levels": pyramid_levels}
-    key = run_key([plate_json, pipeline_path, illumination_npz], options)
-    todo = [w for w in wells if not well_is_done(Path(wells_dir) / w, backend, key)]
+    key = well_run_key(plate_json, pipeline_path, options)
+    todo = [w for w in wells if not well_is_done(Path(wells_dir) / w, options.backend, key)]
     for well in wells:
         if well not in todo:
             log.info("%s %s: already done by an earlier run with the same inputs; skipped", plate.name, well)
     failures: dict[str, str] = {}
     if todo:
-        inputs = WellJobInputs.load(
-            plate_json, pipeline_path, illumination_npz, nuclei_channel, gpu, backend, pyramid_levels, streaming, plate
-        )
+        inputs = WellJobInputs.load(plate_json, pipeline_path, options, plate)
         inputs.describe_fields = sum(len(plate.wells[w].sites) for w in todo) >= FIELD_METADATA_MIN_FIELDS
         try:
             for well in todo:

@@ -21,55 +21,52 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from openhcs_rules.config.schema import schema_default, validate_section
 from openhcs_rules.errors import ConfigError
-from openhcs_rules.zmq.addresses import DEFAULT_HOST, check_base_port, is_loopback
+from openhcs_rules.zmq.addresses import is_loopback
 
 #: viewer kind -> default base port (record: the headless viewer used by tests and benchmarks)
 DEFAULT_PORTS = {"napari": 5555, "fiji": 5565, "record": 5575}
-VIEWER_OPTIONS = {"enabled", "host", "port", "transport", "xvfb", "start"}
-TOP_OPTIONS = {"curve_keys_dir", "connect_timeout_s", "ack_timeout_s", "start_timeout_s"}
+
+
+def _viewer_default(key: str) -> Any:
+    return schema_default("streaming", "napari", key)
+
+
+def _top_default(key: str) -> Any:
+    return schema_default("streaming", key)
 
 
 @dataclass(frozen=True)
 class ViewerTarget:
-    """One enabled viewer: where it listens and how senders and the starter treat it."""
+    """One enabled viewer: where it listens and how senders and the starter treat it (defaults: the schema's)."""
 
     kind: str
-    host: str = DEFAULT_HOST
-    port: int = 5555
-    transport: str = "auto"
-    xvfb: bool = False
-    start: bool = True
-    keys_dir: str | None = None
-    connect_timeout_s: float = 1.0
-    ack_timeout_s: float = 5.0
-    start_timeout_s: float = 120.0
+    host: str = _viewer_default("host")
+    port: int = DEFAULT_PORTS["napari"]
+    transport: str = _viewer_default("transport")
+    xvfb: bool = _viewer_default("xvfb")
+    start: bool = _viewer_default("start")
+    keys_dir: str | None = _top_default("curve_keys_dir")
+    connect_timeout_s: float = _top_default("connect_timeout_s")
+    ack_timeout_s: float = _top_default("ack_timeout_s")
+    start_timeout_s: float = float(_top_default("start_timeout_s"))
 
     @property
     def address(self) -> str:
         return f"{self.host}:{self.port}"
 
 
-def _viewer(kind: str, value: Any, top: dict[str, Any]) -> ViewerTarget | None:
-    if value is None or value is False:
+def _viewer(kind: str, value: bool | dict[str, Any], top: dict[str, Any]) -> ViewerTarget | None:
+    """One viewer of a section the schema accepted (so only what a schema cannot say is checked here)."""
+    if value is False:
         return None
-    options: dict[str, Any] = {} if value is True else value
-    if not isinstance(options, dict):
-        raise ConfigError(f"streaming.{kind} must be true/false or a mapping of {sorted(VIEWER_OPTIONS)}")
-    unknown = set(options) - VIEWER_OPTIONS
-    if unknown:
-        raise ConfigError(f"streaming.{kind}: unknown option(s) {sorted(unknown)}; use {sorted(VIEWER_OPTIONS)}")
-    if not options.get("enabled", True):
+    options = {} if value is True else value
+    given = {key: options.get(key, _viewer_default(key)) for key in ("enabled", "host", "transport", "xvfb", "start")}
+    if not given["enabled"]:
         return None
-    host = str(options.get("host", DEFAULT_HOST))
-    try:
-        port = check_base_port(int(options.get("port", DEFAULT_PORTS[kind])))
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"streaming.{kind}.port: {exc}") from None
-    transport = options.get("transport", "auto")
-    if transport not in ("auto", "shm", "inline"):
-        raise ConfigError(f"streaming.{kind}.transport must be auto, shm or inline, not {transport!r}")
-    keys_dir = top.get("curve_keys_dir")
+    host = given["host"]
+    keys_dir = top["curve_keys_dir"]
     if keys_dir is None and not is_loopback(host):
         raise ConfigError(
             f"streaming.{kind}.host {host!r} is reachable from other machines: set streaming.curve_keys_dir to a "
@@ -78,27 +75,27 @@ def _viewer(kind: str, value: Any, top: dict[str, Any]) -> ViewerTarget | None:
     return ViewerTarget(
         kind=kind,
         host=host,
-        port=port,
-        transport=transport,
-        xvfb=bool(options.get("xvfb", False)),
-        start=bool(options.get("start", True)),
+        port=int(options.get("port", DEFAULT_PORTS[kind])),  # the schema also takes 5555.0 as an integer
+        transport=given["transport"],
+        xvfb=given["xvfb"],
+        start=given["start"],
         keys_dir=str(Path(keys_dir).expanduser()) if keys_dir else None,
-        connect_timeout_s=float(top.get("connect_timeout_s", 1.0)),
-        ack_timeout_s=float(top.get("ack_timeout_s", 5.0)),
-        start_timeout_s=float(top.get("start_timeout_s", 120.0)),
+        connect_timeout_s=float(top["connect_timeout_s"]),
+        ack_timeout_s=float(top["ack_timeout_s"]),
+        start_timeout_s=float(top["start_timeout_s"]),
     )
 
 
 def viewer_targets(streaming: dict[str, Any] | None) -> list[ViewerTarget]:
-    """The enabled viewers of a ``streaming`` config section (empty when streaming is off)."""
-    if not streaming:
+    """The enabled viewers of a ``streaming`` config section (empty when streaming is off).
+
+    The section is checked against the schema's ``streaming`` block, the one definition of what it accepts
+    (a job gets the block as JSON, unchecked until here); this adds only what a schema cannot express.
+    """
+    if streaming is None or streaming == {}:
         return []
-    if not isinstance(streaming, dict):
-        raise ConfigError("streaming must be a mapping like {napari: true, fiji: false}")
-    unknown = set(streaming) - set(DEFAULT_PORTS) - TOP_OPTIONS
-    if unknown:
-        raise ConfigError(f"streaming: unknown key(s) {sorted(unknown)}; viewers are {sorted(DEFAULT_PORTS)}")
-    targets = [_viewer(kind, streaming.get(kind), streaming) for kind in DEFAULT_PORTS]
+    section = validate_section("streaming", streaming)
+    targets = [_viewer(kind, section[kind], section) for kind in DEFAULT_PORTS]
     enabled = [t for t in targets if t is not None]
     addresses = [t.address for t in enabled]
     if len(addresses) != len(set(addresses)):

@@ -3,15 +3,28 @@
 For each viewer: check -> connect -> start -> wait for pong (:mod:`openhcs_rules.zmq.instance`). Streaming
 is a side effect, so a viewer that cannot be reached or started is a warning and a line in the returned
 report, never an exception: the screen still runs, the jobs just find no viewer and say so once.
+
+In the workflow (``workflow/rules/viewers.smk``) the local rule ``ensure_viewer`` runs this for one viewer
+per job and writes its report to :data:`VIEWER_RECORD`; the rule ``viewers`` then writes the streaming
+block the well jobs read to :data:`VIEWER_SETTINGS` (see :func:`settings_text`).
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+from pathlib import Path
 from typing import Any
 
 from openhcs_rules.errors import OpenHCSError
-from openhcs_rules.streaming.config import ViewerTarget, viewer_command, viewer_log_path, viewer_targets
+from openhcs_rules.streaming.config import (
+    DEFAULT_PORTS,
+    ViewerTarget,
+    viewer_command,
+    viewer_log_path,
+    viewer_targets,
+)
 from openhcs_rules.zmq.auth import ensure_keys
 from openhcs_rules.zmq.instance import ServerSpec, ensure_server
 
@@ -51,3 +64,49 @@ def ensure_viewer(target: ViewerTarget) -> dict[str, Any]:
 def ensure_viewers(streaming_config: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
     """Every enabled viewer of the ``streaming`` config section, checked/started: ``{kind: report}``."""
     return {target.kind: ensure_viewer(target) for target in viewer_targets(streaming_config)}
+
+
+#: under the workflow's working directory: one viewer's report (the identity it answered with), per run
+VIEWER_RECORD = ".openhcs/viewers/{kind}-{port}.json"
+#: the streaming block every well job reads (an input of theirs that never makes them run again)
+VIEWER_SETTINGS = ".openhcs/viewers.json"
+
+
+def viewer_section(streaming_config: dict[str, Any] | None, kind: str) -> dict[str, Any]:
+    """The ``streaming`` block with only ``kind`` left enabled: what ``viewer ensure`` gets for one viewer."""
+    section = dict(streaming_config or {})
+    for other in DEFAULT_PORTS:
+        if other != kind:
+            section.pop(other, None)
+    return section
+
+
+def viewer_records(streaming_config: dict[str, Any] | None) -> list[str]:
+    """:data:`VIEWER_RECORD` of every enabled viewer (the outputs of the workflow's ``ensure_viewer`` jobs)."""
+    return [VIEWER_RECORD.format(kind=t.kind, port=t.port) for t in viewer_targets(streaming_config)]
+
+
+def settings_text(streaming_config: dict[str, Any] | None) -> str:
+    """The content of :data:`VIEWER_SETTINGS`: the block as JSON, ``{}`` when no viewer is enabled."""
+    block = streaming_config if viewer_targets(streaming_config) else {}
+    return json.dumps(block, sort_keys=True) + "\n"
+
+
+def write_settings(path: str | Path, streaming_config: dict[str, Any] | None) -> bool:
+    """Write :func:`settings_text` to ``path`` unless it already holds exactly that; True when written.
+
+    Atomic (a reader sees the old or the new block), and no write at all when nothing changed, so the many
+    Snakemake processes of one run that parse the Snakefile do not touch the file.
+    """
+    from openhcs_rules.io.atomic import atomic_write_text
+
+    path = Path(path)
+    text = settings_text(streaming_config)
+    try:
+        if path.read_text() == text:
+            return False
+    except (FileNotFoundError, NotADirectoryError):
+        pass
+    os.makedirs(path.parent, exist_ok=True)
+    atomic_write_text(path, text)
+    return True

@@ -10,6 +10,7 @@ from snakemake.exceptions import WorkflowError
 from openhcs_rules.config import check_screen
 from openhcs_rules.deployment import container_problem, job_interpreter
 from openhcs_rules.errors import ConfigError
+from openhcs_rules.jobs.options import WellJobOptions
 from openhcs_rules.plate.chunks import CHUNK_PATTERN, well_chunks
 from openhcs_rules.plate.model import PlateStructure
 
@@ -54,12 +55,20 @@ def plate_folder(plate):
     return entry["path"]
 
 
+def well_job_args(wildcards, input):
+    """Every option of a plate's well jobs as one argument list, from the one definition (WellJobOptions)."""
+    # streaming=None: the viewers' block is read from input.viewers (rules/viewers.smk), never a param, so
+    # switching streaming on or off does not make finished wells run again
+    options = WellJobOptions.from_screen(SCREEN, wildcards.plate, illumination=input.illumination, streaming=None)
+    return options.to_argv()
+
+
 def nuclei_channel_args(plate):
     """``--nuclei-channel X`` for a plate (its own setting, else the screen's), or nothing for the first channel.
 
     An option and its value, or an empty list: an empty value would be dropped by shell quoting, not passed as ''.
     """
-    channel = plate_source(plate).get("nuclei_channel", SCREEN["nuclei_channel"])
+    channel = WellJobOptions.from_screen(SCREEN, plate).nuclei_channel
     return [] if channel is None else ["--nuclei-channel", str(channel)]
 
 

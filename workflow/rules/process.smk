@@ -7,15 +7,12 @@ rule process_wells:
         plate=f"{OUT}/{{plate}}/plate.json",
         illumination=f"{OUT}/{{plate}}/illumination.npz",
         pipeline=SCREEN["pipeline"],
+        viewers=ancient(VIEWER_SETTINGS),  # the live viewers' block, streaming on or off (rules/viewers.smk)
     output:
         manifest=f"{OUT}/{{plate}}/chunks/{{chunk}}.json",
     params:
-        nuclei_channel=lambda wc: nuclei_channel_args(wc.plate),
-        gpu=SCREEN["gpu"],
-        backend=BACKEND,
-        levels=SCREEN["output"]["pyramid_levels"],
+        options=well_job_args,
         wells_dir=lambda wc: f"{OUT}/{wc.plate}/wells",
-        streaming=json.dumps(SCREEN["streaming"]),
     threads: SCREEN["resources"]["threads"]
     resources:
         mem_mb=lambda wc, attempt: SCREEN["resources"]["mem_mb"] * attempt,
@@ -31,6 +28,4 @@ rule process_wells:
         "OMP_NUM_THREADS={threads:q} \"$OPENHCS_RULES_PYTHON\" -m openhcs_rules process-wells"
         " --plate-json {input.plate:q}"
         " --chunk {wildcards.chunk:q} --pipeline {input.pipeline:q} --wells-dir {params.wells_dir:q}"
-        " --manifest {output.manifest:q} --illumination {input.illumination:q}"
-        " {params.nuclei_channel:q} --gpu {params.gpu:q} --backend {params.backend:q}"
-        " --pyramid-levels {params.levels:q} --streaming {params.streaming:q} > {log:q} 2>&1"
+        " --manifest {output.manifest:q} {params.options:q} --streaming \"$(cat {input.viewers:q})\" > {log:q} 2>&1"
