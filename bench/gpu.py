@@ -33,10 +33,10 @@ sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
 
+from openhcs_rules.core.arrays import CUPY, NUMPY, gpu_available, to_memory  # noqa: E402
 from openhcs_rules.demo.synthetic import synthesize_site  # noqa: E402
 from openhcs_rules.functions import estimate_illumination  # noqa: E402
 from openhcs_rules.pipeline.executor import RunContext, run_pipeline  # noqa: E402
-from openhcs_rules.pipeline.memory import CUPY, NUMPY, gpu_available, to_memory  # noqa: E402
 from openhcs_rules.pipeline.registry import get_function  # noqa: E402
 from openhcs_rules.pipeline.serialize import load_pipeline  # noqa: E402
 

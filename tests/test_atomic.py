@@ -1,6 +1,6 @@
 import pytest
 
-from openhcs_rules.io.atomic import atomic_path, atomic_write_text
+from openhcs_rules.core.files import atomic_path, atomic_write_text
 
 
 def test_failed_write_leaves_nothing_behind(tmp_path):
@@ -26,7 +26,7 @@ def test_directory_outputs_replace_the_old_one_whole(tmp_path):
 
 def test_stale_temps_are_exactly_the_targets_own(tmp_path):
     """Only ``.<name>.<8 random>.tmp[.ext]`` of that very target: never another target's, nor a user's file."""
-    from openhcs_rules.io.atomic import remove_stale_temps
+    from openhcs_rules.core.files import remove_stale_temps
 
     ours = [".heatmap.png.a1b2_c3d.tmp.png", ".wells.csv.zzzzzzzz.tmp"]
     others = [
@@ -48,7 +48,7 @@ def test_stale_temps_are_exactly_the_targets_own(tmp_path):
 
 
 def test_a_temp_name_atomic_path_makes_is_recognised_as_its_own(tmp_path):
-    from openhcs_rules.io.atomic import stale_temps
+    from openhcs_rules.core.files import stale_temps
 
     for suffix in ("", ".tif"):
         target = tmp_path / f"images.zarr{suffix}"
@@ -62,7 +62,7 @@ def test_only_errors_of_the_outputs_filesystem_are_renamed_after_the_output(tmp_
     """A full or read-only disk under the output names the output; an unreadable input elsewhere stays itself."""
     import errno
 
-    from openhcs_rules.io.atomic import OutputWriteError, write_error
+    from openhcs_rules.core.files import OutputWriteError, write_error
 
     target = tmp_path / "wells" / "B02" / "images"
     full = write_error(OSError(errno.ENOSPC, "No space left on device"), target)  # write() names no file

@@ -91,7 +91,7 @@ time.sleep(float(sys.argv[1]))
 
 
 def _gpu_count() -> int:
-    from openhcs_rules.pipeline.memory import gpu_available
+    from openhcs_rules.core.arrays import gpu_available
 
     if not gpu_available():
         pytest.skip("needs cupy and a CUDA device")

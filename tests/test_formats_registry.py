@@ -11,7 +11,7 @@ import tifffile
 
 from openhcs_rules.errors import FormatError, ImageReadError
 from openhcs_rules.formats import registry
-from openhcs_rules.formats.base import FormatHandler, infer_layout, read_tiff_plane, tiff_page_info
+from openhcs_rules.formats.base import FormatHandler, read_tiff_plane, tiff_page_info
 from openhcs_rules.formats.registry import (
     detect_format,
     discover_plate,
@@ -21,6 +21,7 @@ from openhcs_rules.formats.registry import (
     registered_handlers,
 )
 from openhcs_rules.plate.model import ImageKey, ImageStructure, PlateStructure
+from openhcs_rules.plate.naming import infer_layout
 
 PLATES = {
     "imagexpress_exported/9987_Plate_3420": "imagexpress",

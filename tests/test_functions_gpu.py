@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from openhcs_rules.core.arrays import CUPY, gpu_available, memory_type_of, to_memory, to_numpy
 from openhcs_rules.demo.synthetic import synthesize_site
 from openhcs_rules.functions import (
     count_objects,
@@ -26,7 +27,6 @@ from openhcs_rules.functions import (
     segment_nuclei,
     subtract_background,
 )
-from openhcs_rules.pipeline.memory import CUPY, gpu_available, memory_type_of, to_memory, to_numpy
 
 pytestmark = [
     pytest.mark.gpu,

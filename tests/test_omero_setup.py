@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from packaging.tags import sys_tags
 
+from openhcs_rules.cli.omero import add_parsers as add_omero_parser
 from openhcs_rules.omero import ice_wheel
 from openhcs_rules.omero.ice_wheel import IceBuildError, apply_patches, find_cached_wheel, setup_omero
-from openhcs_rules.omero_cli import add_omero_parser
 
 
 def _fake_sdist_tree(root: Path, eval_lines: int = 1) -> Path:

@@ -22,10 +22,10 @@ import pytest
 from workflow_helpers import REPO, snakemake, write_config
 
 from openhcs_rules.cli import main
+from openhcs_rules.core.arrays import gpu_available
 from openhcs_rules.errors import PipelineError
 from openhcs_rules.pipeline import Pipeline, Step, parse_pipeline
 from openhcs_rules.pipeline.executor import RunContext, run_pipeline
-from openhcs_rules.pipeline.memory import gpu_available
 from openhcs_rules.pipeline.registry import ENTRY_POINT_GROUP, clear_plugin_cache, get_function, list_functions
 
 EXAMPLE = REPO / "examples" / "openhcs-example-plugin"

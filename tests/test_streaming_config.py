@@ -6,8 +6,8 @@ import pytest
 
 from openhcs_rules.config import validate_screen_config
 from openhcs_rules.config.schema import schema_default, schema_node
+from openhcs_rules.config.streaming import DEFAULT_PORTS, ViewerTarget, viewer_targets
 from openhcs_rules.errors import ConfigError
-from openhcs_rules.streaming.config import DEFAULT_PORTS, ViewerTarget, viewer_targets
 from openhcs_rules.zmq.addresses import DATA_PORT_OFFSET, DEFAULT_HOST
 
 

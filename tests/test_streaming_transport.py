@@ -18,11 +18,11 @@ import time
 import numpy as np
 import pytest
 
+from openhcs_rules.config.streaming import ViewerTarget
 from openhcs_rules.pipeline import Pipeline, Step
 from openhcs_rules.pipeline.executor import RunContext, run_pipeline
 from openhcs_rules.streaming import shm
-from openhcs_rules.streaming.config import ViewerTarget, viewer_command
-from openhcs_rules.streaming.ensure import ensure_viewers, server_spec
+from openhcs_rules.streaming.ensure import ensure_viewers, server_spec, viewer_command
 from openhcs_rules.streaming.frames import FrameMeta
 from openhcs_rules.streaming.hook import make_streamer
 from openhcs_rules.streaming.sender import FrameSender
@@ -296,7 +296,7 @@ def test_zero_copy_frames_are_acked_only_after_the_viewer_copied_them():
 
 @pytest.mark.gpu
 def test_gpu_planes_are_streamed_as_host_arrays(client, viewer):
-    from openhcs_rules.pipeline.memory import gpu_available
+    from openhcs_rules.core.arrays import gpu_available
 
     if not gpu_available():
         pytest.skip("no usable CUDA device")

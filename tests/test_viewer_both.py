@@ -7,8 +7,8 @@ import shutil
 import numpy as np
 import pytest
 
+from openhcs_rules.config.streaming import viewer_targets
 from openhcs_rules.pipeline import Step
-from openhcs_rules.streaming.config import viewer_targets
 from openhcs_rules.streaming.ensure import ensure_viewers, server_spec
 from openhcs_rules.streaming.hook import make_streamer
 from openhcs_rules.streaming.imagej import find_ij_jar

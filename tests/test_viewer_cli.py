@@ -8,7 +8,7 @@ import socket
 
 import pytest
 
-from openhcs_rules.viewers_cli import main
+from openhcs_rules.cli import main
 from openhcs_rules.zmq.addresses import find_free_base_port
 
 

@@ -11,9 +11,9 @@ import shutil
 import numpy as np
 import pytest
 
+from openhcs_rules.config.streaming import ViewerTarget
 from openhcs_rules.pipeline import Pipeline, Step
 from openhcs_rules.pipeline.executor import RunContext, run_pipeline
-from openhcs_rules.streaming.config import ViewerTarget
 from openhcs_rules.streaming.ensure import ensure_viewers, server_spec
 from openhcs_rules.streaming.frames import FrameMeta
 from openhcs_rules.streaming.hook import make_streamer

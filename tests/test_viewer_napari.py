@@ -12,12 +12,12 @@ import time
 import numpy as np
 import pytest
 
+from openhcs_rules.config.streaming import ViewerTarget
 from openhcs_rules.demo.synthetic import generate_imagexpress_plate
 from openhcs_rules.formats.registry import discover_plate
 from openhcs_rules.jobs.process_well import iter_site_results
 from openhcs_rules.pipeline import Pipeline, Step
 from openhcs_rules.pipeline.executor import RunContext
-from openhcs_rules.streaming.config import ViewerTarget
 from openhcs_rules.streaming.ensure import ensure_viewers, server_spec
 from openhcs_rules.streaming.frames import FrameMeta
 from openhcs_rules.streaming.hook import make_streamer

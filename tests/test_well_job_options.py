@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from workflow_helpers import PIPELINE
 
-from openhcs_rules.cli import FORMATS, build_parser
+from openhcs_rules.cli import build_parser
+from openhcs_rules.cli.plates import FORMATS
 from openhcs_rules.config import validate_screen_config
 from openhcs_rules.config.schema import ANY_KEY, schema_choices, schema_default
 from openhcs_rules.demo.synthetic import generate_imagexpress_plate

@@ -111,7 +111,7 @@ def _plate_problems(screen: dict[str, Any], base: Path) -> Iterator[str]:
 
 
 def _streaming_problems(screen: dict[str, Any]) -> Iterator[str]:
-    from openhcs_rules.streaming.config import viewer_targets
+    from openhcs_rules.config.streaming import viewer_targets
 
     try:
         viewer_targets(screen["streaming"])

@@ -51,8 +51,8 @@ import numpy as np
 import scipy.ndimage as ndi
 import tifffile
 
+from openhcs_rules.core.files import atomic_path, atomic_write_text
 from openhcs_rules.functions._resample import block_mean, upsample
-from openhcs_rules.io.atomic import atomic_path, atomic_write_text
 from openhcs_rules.plate.naming import PLATE_LAYOUTS, normalise_well_name, parse_well_name
 
 GROUND_TRUTH_FILE = "ground_truth.csv"

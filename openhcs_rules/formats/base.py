@@ -23,7 +23,6 @@ import tifffile
 
 from openhcs_rules.errors import ImageReadError
 from openhcs_rules.plate.model import ImageStructure, PlateStructure
-from openhcs_rules.plate.naming import PLATE_LAYOUTS, parse_well_name
 
 #: storage backends a handler's planes can be materialised into (see the pipeline's memory/io layers)
 DEFAULT_BACKENDS: tuple[str, ...] = ("disk", "zarr")
@@ -188,21 +187,3 @@ def tiff_page_info(path: str | Path, page: int = 0) -> tuple[tuple[int, int], st
                 f"image file {path} holds an array of shape {tiff_page.shape}, not a single 2D grey plane"
             )
         return (int(shape[0]), int(shape[1])), np.dtype(tiff_page.dtype).name
-
-
-# -- plate layout -----------------------------------------------------------------------------------------
-def infer_layout(wells: list[str]) -> tuple[int, int]:
-    """Smallest standard plate (PLATE_LAYOUTS) whose rows and columns hold every well.
-
-    For formats that do not record the plate type (ImageXpress direct transfers): the layout only sizes
-    plate-level overviews, so the smallest plausible plate is a safe guess; callers warn that it was guessed.
-    Wells beyond 32x48 give the bounding rows x columns.
-    """
-    positions = [parse_well_name(w) for w in wells]
-    need_rows = max(r for r, _ in positions) + 1
-    need_cols = max(c for _, c in positions) + 1
-    for count in sorted(PLATE_LAYOUTS):
-        rows, cols = PLATE_LAYOUTS[count]
-        if rows >= need_rows and cols >= need_cols:
-            return rows, cols
-    return need_rows, need_cols

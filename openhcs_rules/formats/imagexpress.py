@@ -36,10 +36,10 @@ from pathlib import Path
 from typing import Any
 
 from openhcs_rules.errors import FormatError, ImageReadError
-from openhcs_rules.formats.base import FormatHandler, get_tiff_page, infer_layout, open_tiff
+from openhcs_rules.formats.base import FormatHandler, get_tiff_page, open_tiff
 from openhcs_rules.plate.channels import unique_channel_names
 from openhcs_rules.plate.model import ChannelInfo, ImageKey, ImageStructure, PlateStructure, build_wells
-from openhcs_rules.plate.naming import PLATE_LAYOUTS, parse_well_name, well_name
+from openhcs_rules.plate.naming import PLATE_LAYOUTS, infer_layout, parse_well_name, well_name
 
 #: read the stage position of every (well, site) up to this many pairs; beyond, only the first well's
 STAGE_POSITION_SITE_LIMIT = 500

@@ -33,10 +33,10 @@ from pathlib import Path
 from typing import Any
 
 from openhcs_rules.errors import FormatError
-from openhcs_rules.formats.base import FormatHandler, infer_layout, tiff_page_info
+from openhcs_rules.formats.base import FormatHandler, tiff_page_info
 from openhcs_rules.plate.channels import unique_channel_names
 from openhcs_rules.plate.model import ChannelInfo, ImageKey, ImageStructure, PlateStructure, build_wells
-from openhcs_rules.plate.naming import safe_plate_name, well_name
+from openhcs_rules.plate.naming import infer_layout, safe_plate_name, well_name
 
 #: index file names, preferred first
 INDEX_NAMES: tuple[str, ...] = ("Index.idx.xml", "Index.xml")

@@ -31,9 +31,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from openhcs_rules.errors import ConfigError, FormatError
-from openhcs_rules.formats.base import FormatHandler, infer_layout, tiff_page_info
+from openhcs_rules.formats.base import FormatHandler, tiff_page_info
 from openhcs_rules.plate.model import ChannelInfo, ImageKey, ImageStructure, PlateStructure, build_wells
-from openhcs_rules.plate.naming import PLATE_LAYOUTS, parse_well_name, row_index, well_name
+from openhcs_rules.plate.naming import PLATE_LAYOUTS, infer_layout, parse_well_name, row_index, well_name
 
 #: longest expression accepted (a config value, not a program)
 MAX_PATTERN_LENGTH = 500

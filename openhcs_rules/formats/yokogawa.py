@@ -31,9 +31,9 @@ from pathlib import Path
 from typing import Any
 
 from openhcs_rules.errors import FormatError
-from openhcs_rules.formats.base import FormatHandler, infer_layout, tiff_page_info
+from openhcs_rules.formats.base import FormatHandler, tiff_page_info
 from openhcs_rules.plate.model import ChannelInfo, ImageKey, ImageStructure, PlateStructure, build_wells
-from openhcs_rules.plate.naming import PLATE_LAYOUTS, well_name
+from openhcs_rules.plate.naming import PLATE_LAYOUTS, infer_layout, well_name
 
 MLF_NAME = "MeasurementData.mlf"
 MRF_NAME = "MeasurementDetail.mrf"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from openhcs_rules.pipeline.memory import modules_for
+from openhcs_rules.core.arrays import modules_for
 
 
 def block_mean(image: Any, factor: int) -> Any:

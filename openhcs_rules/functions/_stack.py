@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from openhcs_rules.pipeline.memory import modules_for
+from openhcs_rules.core.arrays import modules_for
 
 
 def require_stack(stack: Any, what: str = "stack") -> Any:

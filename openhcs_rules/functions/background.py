@@ -21,9 +21,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from openhcs_rules.core.arrays import modules_for
 from openhcs_rules.functions._resample import block_mean, upsample
 from openhcs_rules.functions._stack import as_float32, require_stack
-from openhcs_rules.pipeline.memory import modules_for
 
 
 def estimate_background(stack: Any, radius: float = 50.0) -> Any:

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from openhcs_rules.core.arrays import modules_for
 from openhcs_rules.functions._stack import as_float32, require_stack
-from openhcs_rules.pipeline.memory import modules_for
 
 DENOISE_METHODS = ("gaussian", "median")
 

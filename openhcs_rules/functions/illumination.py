@@ -27,9 +27,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from openhcs_rules.core.arrays import memory_type_of, modules_for, to_memory
 from openhcs_rules.functions._resample import block_mean, upsample
 from openhcs_rules.functions._stack import as_float32, require_stack
-from openhcs_rules.pipeline.memory import memory_type_of, modules_for, to_memory
 
 #: the profile never goes below this fraction of its mean (dividing by ~0 would amplify noise).
 ILLUMINATION_FLOOR = 0.05

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from openhcs_rules.pipeline.memory import memory_type_of, modules_for, to_memory, to_numpy
+from openhcs_rules.core.arrays import memory_type_of, modules_for, to_memory, to_numpy
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_]")
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from openhcs_rules.core.arrays import modules_for
 from openhcs_rules.functions._resample import block_mean
 from openhcs_rules.functions._stack import as_float32, require_stack
-from openhcs_rules.pipeline.memory import modules_for
 
 #: method name -> reduction over axis 0 (all exist in numpy and cupy alike); best_focus picks one plane.
 PROJECTION_METHODS = ("max", "mean", "min", "std", "sum", "best_focus")

@@ -67,9 +67,9 @@ from typing import Any
 
 import numpy as np
 
+from openhcs_rules.core.arrays import memory_type_of, modules_for, to_memory, to_numpy
 from openhcs_rules.functions._resample import block_mean, upsample
 from openhcs_rules.functions._stack import as_float32, require_stack
-from openhcs_rules.pipeline.memory import memory_type_of, modules_for, to_memory, to_numpy
 
 #: components below this many pixels are noise, whatever the nucleus size.
 SPECK_AREA = 10

@@ -1,1 +1,1 @@
-"""Storage backends behind one interface: disk, memory, OME-Zarr and the VirtualBackend base; atomic writes."""
+"""Storage backends behind one interface: disk, memory, OME-Zarr and the VirtualBackend base."""

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from openhcs_rules.core.files import atomic_path, atomic_write_bytes
 from openhcs_rules.errors import ImageReadError
-from openhcs_rules.io.atomic import atomic_path, atomic_write_bytes
 from openhcs_rules.io.base import StorageBackend
 
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from openhcs_rules.io.atomic import atomic_path
+from openhcs_rules.core.files import atomic_path
 from openhcs_rules.plate.model import PlateStructure
 from openhcs_rules.plate.naming import parse_well_name, row_name
 

@@ -9,7 +9,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from openhcs_rules.io.atomic import atomic_path, atomic_write_bytes, remove_stale_temps
+from openhcs_rules.core.files import atomic_path, atomic_write_bytes, remove_stale_temps
 from openhcs_rules.jobs.heatmap import plot_heatmap
 from openhcs_rules.plate.model import PlateStructure
 from openhcs_rules.plate.naming import parse_well_name, row_name

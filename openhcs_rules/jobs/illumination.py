@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from openhcs_rules.core.files import atomic_write_bytes
 from openhcs_rules.errors import ImageReadError
-from openhcs_rules.io.atomic import atomic_write_bytes
 from openhcs_rules.plate.model import ImageStructure, PlateStructure
 
 log = logging.getLogger(__name__)

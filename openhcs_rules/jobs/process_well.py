@@ -20,10 +20,10 @@ from typing import Any
 
 import numpy as np
 
-from openhcs_rules.io.atomic import atomic_path, atomic_write_bytes, atomic_write_text, remove_stale_temps
+from openhcs_rules.core.arrays import resolve_memory_type
+from openhcs_rules.core.files import atomic_path, atomic_write_bytes, atomic_write_text, remove_stale_temps
 from openhcs_rules.jobs.options import WellJobOptions
 from openhcs_rules.pipeline.executor import PlaneKey, RunContext, WellResult, run_pipeline
-from openhcs_rules.pipeline.memory import resolve_memory_type
 from openhcs_rules.pipeline.model import Pipeline
 from openhcs_rules.plate.model import PlateStructure, WellStructure
 
@@ -316,7 +316,7 @@ class WellJobInputs:
         streaming = self.options.streaming
         if not streaming:
             return None
-        from openhcs_rules.streaming.config import DEFAULT_PORTS  # only jobs that stream pay for the import
+        from openhcs_rules.config.streaming import DEFAULT_PORTS  # only jobs that stream pay for the import
 
         if not any(streaming.get(kind) for kind in DEFAULT_PORTS):
             return None

@@ -21,8 +21,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from openhcs_rules.core.files import atomic_write_text, remove_stale_temps
 from openhcs_rules.errors import OpenHCSError
-from openhcs_rules.io.atomic import atomic_write_text, remove_stale_temps
 from openhcs_rules.jobs.options import WellJobOptions
 from openhcs_rules.jobs.process_well import _IMAGE_FOLDERS, WellJobInputs, run_well
 from openhcs_rules.plate.chunks import wells_in_chunk

@@ -282,7 +282,7 @@ class StorageObject(StorageObjectRead, StorageObjectWrite):
         return f"sha1:{record.sha1}" if record is not None and record.sha1 else None
 
     def retrieve_object(self) -> None:
-        from openhcs_rules.io.atomic import atomic_write_bytes
+        from openhcs_rules.core.files import atomic_write_bytes
 
         if self.parsed.path == PLATE_JSON:
             data = self._plate_json()

@@ -14,11 +14,10 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from openhcs_rules.formats.base import infer_layout
 from openhcs_rules.omero.params import OmeroParams, parse_plate_url, virtual_root
 from openhcs_rules.omero.records import PixelsRecord, PlateRecord
 from openhcs_rules.plate.model import ChannelInfo, ImageKey, ImageStructure, PlateStructure, build_wells
-from openhcs_rules.plate.naming import well_name
+from openhcs_rules.plate.naming import infer_layout, well_name
 
 FORMAT_NAME = "omero"
 

@@ -1,4 +1,4 @@
-"""Pipelines: steps (function, kwargs, variable components, group_by), safe loading by ast, memory types."""
+"""Pipelines: steps (function, kwargs, variable components, group_by), safe loading by ast."""
 
 from openhcs_rules.pipeline.model import Pipeline, Step
 from openhcs_rules.pipeline.serialize import load_pipeline, parse_pipeline, pipeline_to_code

@@ -17,8 +17,8 @@ from typing import Any, cast
 
 import numpy as np
 
+from openhcs_rules.core.arrays import modules_for, to_memory, to_numpy
 from openhcs_rules.errors import PipelineError
-from openhcs_rules.pipeline.memory import modules_for, to_memory, to_numpy
 from openhcs_rules.pipeline.model import STACK_COMPONENTS, Pipeline, Step
 from openhcs_rules.pipeline.registry import get_function
 

@@ -25,8 +25,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from openhcs_rules.core.arrays import MEMORY_TYPES, NUMPY
 from openhcs_rules.errors import PipelineError
-from openhcs_rules.pipeline.memory import MEMORY_TYPES, NUMPY
 
 #: the entry-point group through which installed packages register processing functions
 ENTRY_POINT_GROUP = "openhcs_rules.functions"

@@ -251,7 +251,7 @@ class PlateStructure:
         )
 
     def save_json(self, path: str | Path) -> None:
-        from openhcs_rules.io.atomic import atomic_write_text
+        from openhcs_rules.core.files import atomic_write_text
 
         atomic_write_text(path, json.dumps(self.to_dict(), indent=1))
 

@@ -108,3 +108,20 @@ def safe_plate_name(text: str | None) -> str | None:
         return None
     name = _PLATE_NAME_UNSAFE.sub("_", text.strip()).strip("_.-")
     return name or None
+
+
+def infer_layout(wells: list[str]) -> tuple[int, int]:
+    """Smallest standard plate (PLATE_LAYOUTS) whose rows and columns hold every well.
+
+    For formats that do not record the plate type (ImageXpress direct transfers): the layout only sizes
+    plate-level overviews, so the smallest plausible plate is a safe guess; callers warn that it was guessed.
+    Wells beyond 32x48 give the bounding rows x columns.
+    """
+    positions = [parse_well_name(w) for w in wells]
+    need_rows = max(r for r, _ in positions) + 1
+    need_cols = max(c for _, c in positions) + 1
+    for count in sorted(PLATE_LAYOUTS):
+        rows, cols = PLATE_LAYOUTS[count]
+        if rows >= need_rows and cols >= need_cols:
+            return rows, cols
+    return need_rows, need_cols

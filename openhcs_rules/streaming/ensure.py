@@ -14,21 +14,33 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
+from openhcs_rules.config.streaming import DEFAULT_PORTS, ViewerTarget, viewer_targets
 from openhcs_rules.errors import OpenHCSError
-from openhcs_rules.streaming.config import (
-    DEFAULT_PORTS,
-    ViewerTarget,
-    viewer_command,
-    viewer_log_path,
-    viewer_targets,
-)
 from openhcs_rules.zmq.auth import ensure_keys
 from openhcs_rules.zmq.instance import ServerSpec, ensure_server
 
 log = logging.getLogger(__name__)
+
+
+def viewer_command(target: ViewerTarget) -> list[str]:
+    """The argv that starts ``target``'s viewer process with this interpreter."""
+    command = [sys.executable, "-m", f"openhcs_rules.streaming.{target.kind}_viewer", "--port", str(target.port)]
+    command += ["--host", target.host]
+    if target.keys_dir:
+        command += ["--keys-dir", target.keys_dir]
+    if target.xvfb:
+        command.append("--xvfb")
+    return command
+
+
+def viewer_log_path(kind: str, port: int) -> Path:
+    """Where a started viewer writes its output: ``$XDG_CACHE_HOME/openhcs-rules/viewers/<kind>-<port>.log``."""
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "openhcs-rules" / "viewers" / f"{kind}-{port}.log"
 
 
 def server_spec(target: ViewerTarget) -> ServerSpec:
@@ -98,7 +110,7 @@ def write_settings(path: str | Path, streaming_config: dict[str, Any] | None) ->
     Atomic (a reader sees the old or the new block), and no write at all when nothing changed, so the many
     Snakemake processes of one run that parse the Snakefile do not touch the file.
     """
-    from openhcs_rules.io.atomic import atomic_write_text
+    from openhcs_rules.core.files import atomic_write_text
 
     path = Path(path)
     text = settings_text(streaming_config)

@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from openhcs_rules.config.streaming import ViewerTarget, viewer_targets
 from openhcs_rules.errors import OpenHCSError
-from openhcs_rules.streaming.config import ViewerTarget, viewer_targets
 from openhcs_rules.streaming.frames import FrameMeta
 from openhcs_rules.zmq.messages import DTYPES
 
@@ -68,7 +68,7 @@ def _connect(target: ViewerTarget) -> _Link:
 
 def _viewable(plane: Any) -> np.ndarray:
     """A host numpy 2D array of a dtype viewers show (labels stay integers, everything else float32)."""
-    from openhcs_rules.pipeline.memory import to_numpy
+    from openhcs_rules.core.arrays import to_numpy
 
     array = np.asarray(to_numpy(plane))
     if array.ndim != 2:

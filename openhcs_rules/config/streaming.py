@@ -1,4 +1,4 @@
-"""The ``streaming:`` section of a screen config, turned into the viewers to reach (and how to start them).
+"""The ``streaming:`` section of a screen config, turned into the viewers to reach.
 
 Accepted forms (off by default)::
 
@@ -11,12 +11,13 @@ Accepted forms (off by default)::
 Per viewer: ``host`` (default 127.0.0.1), ``port`` (napari 5555, fiji 5565), ``transport`` (auto: shared
 memory on the viewer's own host, compressed inline frames from other hosts), ``xvfb`` (start the viewer on
 a private X display), ``start`` (whether the workflow may start it when nothing answers).
+
+Here, not in :mod:`openhcs_rules.streaming`, so that the config checks (:mod:`openhcs_rules.config.checks`)
+read it without importing the streaming code; how a viewer is started is :mod:`openhcs_rules.streaming.ensure`.
 """
 
 from __future__ import annotations
 
-import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -101,20 +102,3 @@ def viewer_targets(streaming: dict[str, Any] | None) -> list[ViewerTarget]:
     if len(addresses) != len(set(addresses)):
         raise ConfigError(f"streaming: two viewers share an address ({addresses}); give each its own port")
     return enabled
-
-
-def viewer_command(target: ViewerTarget) -> list[str]:
-    """The argv that starts ``target``'s viewer process with this interpreter."""
-    command = [sys.executable, "-m", f"openhcs_rules.streaming.{target.kind}_viewer", "--port", str(target.port)]
-    command += ["--host", target.host]
-    if target.keys_dir:
-        command += ["--keys-dir", target.keys_dir]
-    if target.xvfb:
-        command.append("--xvfb")
-    return command
-
-
-def viewer_log_path(kind: str, port: int) -> Path:
-    """Where a started viewer writes its output: ``$XDG_CACHE_HOME/openhcs-rules/viewers/<kind>-<port>.log``."""
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return cache / "openhcs-rules" / "viewers" / f"{kind}-{port}.log"

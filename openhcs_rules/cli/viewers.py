@@ -5,15 +5,13 @@ something else is reported, never killed); ``status`` pings; ``stop`` asks the v
 its control channel; ``clear`` empties it (frees its layers' memory, and room under its layer limit);
 ``keys`` creates the CURVE keys a viewer needs to listen beyond loopback; ``ensure``
 is what the workflow runs before a plate's wells (every viewer enabled in the config's ``streaming``).
-Each command prints one JSON object. Registered into the main parser by :func:`add_viewer_parser`.
+Each command prints one JSON object. Registered into the main parser by :func:`add_parsers`.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +19,8 @@ KINDS = ("napari", "fiji", "record")
 
 
 def _target(args: argparse.Namespace) -> Any:
+    from openhcs_rules.config.streaming import DEFAULT_PORTS, ViewerTarget
     from openhcs_rules.errors import ConfigError
-    from openhcs_rules.streaming.config import DEFAULT_PORTS, ViewerTarget
     from openhcs_rules.zmq.addresses import check_base_port
 
     try:
@@ -128,7 +126,7 @@ def _cmd_ensure(args: argparse.Namespace) -> int:
         raise ConfigError(f"--streaming is not JSON: {exc}") from None
     report = ensure_viewers(streaming)
     if args.out:
-        from openhcs_rules.io.atomic import atomic_write_text
+        from openhcs_rules.core.files import atomic_write_text
 
         atomic_write_text(args.out, json.dumps(report, indent=1, sort_keys=True))
     _print(report)
@@ -142,7 +140,7 @@ def _viewer_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keys-dir", help="CURVE keys folder (required for a host beyond loopback)")
 
 
-def add_viewer_parser(subparsers: Any) -> argparse.ArgumentParser:
+def add_parsers(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``viewer`` and its subcommands on the main parser's subparsers."""
     viewer = subparsers.add_parser("viewer", help="start, check or stop a live napari/Fiji viewer")
     commands = viewer.add_subparsers(dest="viewer_command", required=True)
@@ -176,14 +174,3 @@ def add_viewer_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--out", help="also write the report here (the rule's output)")
     p.set_defaults(func=_cmd_ensure)
     return viewer
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m openhcs_rules.viewers_cli viewer ...``: the same as ``openhcs-rules viewer ...``."""
-    from openhcs_rules.cli import main as cli_main
-
-    return cli_main(argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,14 +1,12 @@
 """``openhcs-rules setup-omero`` and ``openhcs-rules omero-server``: the OMERO commands of the console script.
 
-Kept out of ``cli.py`` so that the OMERO tooling lives with the OMERO code; ``cli.py`` calls
-:func:`add_omero_parser` once. ``python -m openhcs_rules.omero_cli`` runs the same commands without it.
+Registered into the console script's parser by :func:`add_parsers`; like every command module of
+:mod:`openhcs_rules.cli`, it never imports the parser assembly (:mod:`openhcs_rules.cli.app`).
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
-from collections.abc import Sequence
 from pathlib import Path
 
 
@@ -45,7 +43,7 @@ def _cmd_omero_server(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_omero_parser(subparsers: argparse._SubParsersAction) -> None:
+def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     """Register ``setup-omero`` and ``omero-server`` on the console script's subparsers."""
     p = subparsers.add_parser(
         "setup-omero",
@@ -66,14 +64,3 @@ def add_omero_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--compose-file", help="default: the compose file shipped with openhcs-rules")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for the server to answer")
     p.set_defaults(func=_cmd_omero_server)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m openhcs_rules.omero_cli setup-omero ...``: the same as ``openhcs-rules setup-omero ...``."""
-    from openhcs_rules.cli import main as cli_main
-
-    return cli_main(argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
