@@ -7,6 +7,7 @@ comments at each assertion).
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +40,7 @@ def disc_image(shape: tuple[int, int], discs: list[tuple[float, float, float]], 
     return (image + 100.0 + noise).astype(np.float32)[None]
 
 
-def label_at(labels: np.ndarray, points: list[tuple[float, float]]) -> list[int]:
+def label_at(labels: np.ndarray, points: Sequence[tuple[float, float]]) -> list[int]:
     return [int(labels[int(round(y)), int(round(x))]) for y, x in points]
 
 
@@ -77,6 +78,22 @@ def test_touching_pair_is_split_and_an_elongated_nucleus_is_not() -> None:
     assert count_objects(labels) == 3
 
 
+def test_bright_band_crossing_the_field_is_dropped_and_a_chain_of_touching_discs_kept() -> None:
+    # a well edge: a soft band (Gaussian profile, sigma 6 px) along a circle centred outside the field, crossing
+    # it from edge to edge, next to a straight chain of five touching discs (radius 10, centres 17 px apart);
+    # without the band test the band came out as 3 "nuclei"
+    shape = (192, 192)
+    chain = [(130.0, 40.0 + 17.0 * k) for k in range(5)]
+    image = disc_image(shape, [(y, x, 10.0) for y, x in chain])
+    yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]].astype(np.float32)
+    distance = np.hypot(yy + 150.0, xx + 150.0) - 260.0
+    image[0] += 900.0 * np.exp(-0.5 * (distance / 6.0) ** 2)
+    labels = segment_nuclei(image)[0]
+    assert not labels[np.abs(distance) < 2.0].any()  # nothing left on the band's crest
+    assert sorted(label_at(labels, chain)) == [1, 2, 3, 4, 5]
+    assert count_objects(labels) == 5
+
+
 def test_split_touching_false_keeps_the_clump() -> None:
     pair = [(40.0, 30.0), (40.0, 47.0)]
     labels = segment_nuclei(disc_image((80, 80), [(y, x, 10.0) for y, x in pair]), split_touching=False)
@@ -104,8 +121,8 @@ def test_clipped_noise_and_hot_pixels_have_no_objects() -> None:
     rng = np.random.default_rng(3)
     plane = np.clip(rng.normal(0.0, 6.0, (256, 256)), 0.0, None)
     plane[[40, 200], [60, 180]] += 240.0  # hot pixels, blurred by the optics below: point sources
-    plane = ndi.gaussian_filter(plane, 0.5).astype(np.float32)[None]
-    assert count_objects(segment_nuclei(plane)) == 0
+    stack = ndi.gaussian_filter(plane, 0.5).astype(np.float32)[None]
+    assert count_objects(segment_nuclei(stack)) == 0
     # ... while one real nucleus in such a field is found
     yy, xx = np.mgrid[0:256, 0:256]
     nucleus = 60.0 / (1.0 + np.exp((np.hypot(yy - 128, xx - 100) - 10.0) / 0.7))

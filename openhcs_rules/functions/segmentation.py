@@ -29,6 +29,21 @@ Steps per plane, and why:
    block-averaged copy in which they are 12-24 px wide (a 2048x2048 image at 40x is processed at
    ~400x400); the final boundaries are then redrawn at full resolution by a second watershed seeded
    with the working labels. Declumping needs the nucleus scale, not the pixel scale.
+5b. **Drop bright bands** (a well's edge glowing where it crosses the field): the watershed below would cut
+   such a band into nucleus-sized pieces (4-8 "nuclei" in a field without any). Before the split, each
+   component of at least 4 typical nucleus areas that touches the field's edge (a well wall is a circle wider
+   than the field, so it enters and leaves across the edge) is read through the Hessian of the image:
+   it is a band when its core (pixels at least half its inscribed radius deep) is ridge-like almost
+   everywhere (>= 80% of the pixels more than twice as curved across as along, at sigma = half its
+   inscribed radius) **and** none of its seeds sits on a blob (at every seed, at the seeds' scale, the
+   weaker Hessian eigenvalue < 0.4 x the stronger: a round nucleus gives ~1, even in a clump; a band's
+   crest ~0). Measured on 44 synthetic well-edge arcs vs 145 clumps of >= 3 nucleus areas (the real
+   tuning image and 16 synthetic fields): the highest seed ratio is 0.11-0.33 on arcs and 0.43-0.96 on
+   clumps; the ridge fraction alone overlaps (clumps up to 1.0) and only guards the seed test. The
+   Hessian is not read within 3 sigma of the field's edge (it would see the reflected image: a band
+   leaving the field obliquely reflects into a V whose apex looks like a blob). A band that carries
+   nuclei on it has blob-like seeds and is kept whole. Dropped bands are logged (``logging``, INFO).
+   Runs on the host, on crops of the few large components; images without any pay one labelling.
 6. **Split touching nuclei**: seeds are local maxima (at least ~0.3 diameter apart) of the
    scale-normalised Laplacian-of-Gaussian response at sigma = radius/2, which peaks at the centre of
    every blob of about nucleus size, even where two nuclei touch without any waist; a seeded watershed
@@ -56,13 +71,14 @@ Memory types: thresholding, background/noise estimates, component peaks, hole fi
 transforms, the LoG response, the opened peak image and seed detection run with ``xp``/``ndi`` in the
 input's memory (all have cupy/cupyx equivalents: percentile/median, ``ndimage.maximum``,
 ``grey_opening``). The half-maximum outline step runs on the host with the labels. The watershed flooding,
-the merge of over-split pieces and the size filter have no cupy/cupyx equivalent, so they run on the host
+the band test, the merge of over-split pieces and the size filter have no cupy/cupyx equivalent, so they run on the host
 (``to_numpy``, scikit-image/numpy) and the labels are moved back with ``to_memory(labels,
 memory_type_of(stack))``; on a GPU only that part pays a device-host copy.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import numpy as np
@@ -70,6 +86,8 @@ import numpy as np
 from openhcs_rules.core.arrays import memory_type_of, modules_for, to_memory, to_numpy
 from openhcs_rules.functions._resample import block_mean, upsample
 from openhcs_rules.functions._stack import as_float32, require_stack
+
+logger = logging.getLogger(__name__)
 
 #: components below this many pixels are noise, whatever the nucleus size.
 SPECK_AREA = 10
@@ -109,6 +127,26 @@ WHOLE_PIECE = 1.0
 PEAK_SMOOTHING = 4.0
 #: ... unless that opened peak is below this fraction of the sharp one (an object narrower than the window).
 NARROW_PEAK = 0.75
+#: band test (module docstring, 5b): only components of at least this many typical nucleus areas that touch
+#: the field's edge are examined (no single nucleus is that large: the typical diameter is the minor axis, so
+#: even a 3:1 nucleus is ~3 areas) ...
+BAND_MIN_AREAS = 4.0
+#: ... a pixel is ridge-like where the Hessian's weaker eigenvalue is below this fraction of the stronger
+#: (negative) one, i.e. the intensity is more than twice as curved across as along: 0 on the crest of a
+#: straight band, 1 at the centre of a round blob; a band's brightness ripple (+-15%) stays well below 0.5 ...
+RIDGE_EIGEN_RATIO = 0.5
+#: ... a band is ridge-like on at least this fraction of its core (measured: 44 well-edge arcs 0.91-1.00; clumps
+#: of nuclei median 0.66, but up to 1.0: this test alone does not separate, it only guards the next one) ...
+BAND_RIDGE_FRACTION = 0.8
+#: ... and no seed of it sits on a blob: the eigenvalue ratio at every seed, at the seeds' own scale (sigma =
+#: nucleus radius / 2), stays below this. A Gaussian blob of half-widths a >= b seen at sigma = b/2 has the
+#: ratio (b^2 + sigma^2) / (a^2 + sigma^2): 1 for a round nucleus, 0.4 for one 1.7x as long as wide.
+#: Measured (highest ratio over a component's seeds): 44 arcs 0.11-0.33; 145 clumps of >= 3 nucleus areas on
+#: img2d and 16 synthetic fields 0.43-0.96 (median 0.76).
+BAND_BLOB_RATIO = 0.4
+#: ... read at seeds at least this many Hessian sigmas from the field's edge (the Gaussian second-derivative
+#: kernel reaches ~3 sigma; closer, it reads the reflected image).
+BORDER_SIGMAS = 3.0
 
 
 # --------------------------------------------------------------------------------------------- threshold
@@ -308,16 +346,111 @@ def _seed_unseeded(mask: np.ndarray, markers: np.ndarray) -> np.ndarray:
     return markers
 
 
-def _declump(work: Any, work_mask: Any, radius: float, level: float) -> tuple[np.ndarray, np.ndarray]:
-    """Labels (host) of touching nuclei split at working resolution, and the watershed landscape."""
+def _hessian_eigenvalues(image: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray]:
+    """Eigenvalues (lower, higher) of the Gaussian-derivative Hessian of a host image at ``sigma``."""
+    import scipy.ndimage as sndi
+
+    rr = sndi.gaussian_filter(image, sigma, order=(2, 0), mode="reflect")
+    cc = sndi.gaussian_filter(image, sigma, order=(0, 2), mode="reflect")
+    rc = sndi.gaussian_filter(image, sigma, order=(1, 1), mode="reflect")
+    mean = 0.5 * (rr + cc)
+    deviation = np.sqrt((0.5 * (rr - cc)) ** 2 + rc**2)
+    return mean - deviation, mean + deviation
+
+
+def _away_from_edge(shape: tuple[int, ...], crop: tuple[slice, slice], margin: float) -> np.ndarray:
+    """Pixels of ``crop`` (of an image of ``shape``) at least ``margin`` pixels from the image's edge."""
+    rows = np.arange(crop[0].start, crop[0].stop)
+    cols = np.arange(crop[1].start, crop[1].stop)
+    row_ok = (rows >= margin) & (rows < shape[0] - margin)
+    col_ok = (cols >= margin) & (cols < shape[1] - margin)
+    return row_ok[:, None] & col_ok[None, :]
+
+
+def _band_components(image: np.ndarray, mask: np.ndarray, markers: np.ndarray, radius: float) -> np.ndarray:
+    """Mask of the components that are bright bands (a well edge), not nuclei (module docstring, 5b).
+
+    Host arrays at working resolution. Only components of at least ``BAND_MIN_AREAS`` typical nucleus
+    areas that touch the field's edge are examined, each on a crop around it, so a field of separate nuclei
+    pays one labelling. A component whose seeds all lie within ``BORDER_SIGMAS`` of the edge is judged by its
+    ridge fraction alone.
+    """
+    import scipy.ndimage as sndi
+
+    band = np.zeros(mask.shape, dtype=bool)
+    components, count = sndi.label(mask)
+    if count == 0:
+        return band
+    areas = np.bincount(components.ravel())
+    large = np.flatnonzero(areas >= BAND_MIN_AREAS * np.pi * radius**2)
+    large = large[large > 0]
+    if large.size == 0:
+        return band
+    slices = sndi.find_objects(components)
+    image = np.asarray(image, dtype=np.float64)
+    nucleus_sigma = max(1.0, radius / 2.0)
+    for index in large.tolist():
+        rows, cols = slices[index - 1]
+        # a well wall is a circle wider than the field: where it shows, it enters and leaves across the edge
+        if rows.start > 0 and cols.start > 0 and rows.stop < mask.shape[0] and cols.stop < mask.shape[1]:
+            continue
+        pad = int(3.0 * radius) + 2
+        crop = (
+            slice(max(0, rows.start - pad), min(mask.shape[0], rows.stop + pad)),
+            slice(max(0, cols.start - pad), min(mask.shape[1], cols.stop + pad)),
+        )
+        inside = components[crop] == index
+        distance = sndi.distance_transform_edt(inside)
+        inscribed = float(distance.max())
+        # ridge-ness of the core (at least half the inscribed radius deep), at the component's own scale
+        own_sigma = max(1.0, inscribed / 2.0)
+        low, high = _hessian_eigenvalues(image[crop], own_sigma)
+        core = (distance >= 0.5 * inscribed) & _away_from_edge(mask.shape, crop, BORDER_SIGMAS * own_sigma)
+        if not core.any():
+            continue
+        ridge = (low < 0) & (np.abs(high) < RIDGE_EIGEN_RATIO * np.abs(low))
+        ridge_fraction = float(ridge[core].mean())
+        if ridge_fraction < BAND_RIDGE_FRACTION:
+            continue
+        # ... and no seed on a blob (eigenvalue ratio at the nucleus scale the seeds were found at)
+        # seeds within BORDER_SIGMAS of the field's edge are not read: there the Hessian sees the reflected
+        # continuation, and a band that leaves the field obliquely reflects into a V whose apex is a "blob"
+        seeds = (markers[crop] > 0) & inside & _away_from_edge(mask.shape, crop, BORDER_SIGMAS * nucleus_sigma)
+        if seeds.any():
+            low, high = _hessian_eigenvalues(image[crop], nucleus_sigma)
+            ratio = np.where(low < 0, high / np.minimum(low, -1e-12), 0.0)
+            blob = float(ratio[seeds].max())
+        else:
+            blob = 0.0
+        if blob >= BAND_BLOB_RATIO:
+            continue
+        logger.info(
+            "dropped a bright band (%d px at working resolution, %.1f nucleus areas): ridge-like on %.0f%% of "
+            "its core, no seed on a blob (highest eigenvalue ratio %.2f); a well edge, not nuclei",
+            int(areas[index]),
+            float(areas[index]) / (np.pi * radius**2),
+            100.0 * ridge_fraction,
+            blob,
+        )
+        band[crop] |= inside
+    return band
+
+
+def _declump(work: Any, work_mask: Any, radius: float, level: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Labels (host) of touching nuclei split at working resolution, the watershed landscape, and the mask
+    of the bright bands that were dropped (:func:`_band_components`)."""
     from skimage.segmentation import watershed
 
     fields = {key: to_numpy(value) for key, value in _seed_fields(work, work_mask, radius).items()}
     host_mask = to_numpy(work_mask)
+    band = _band_components(to_numpy(work), host_mask, fields["markers"], radius)
+    if band.any():
+        host_mask = host_mask & ~band
+        fields["markers"] = np.where(band, 0, fields["markers"])
     markers = _seed_unseeded(host_mask, fields["markers"].astype(np.int32))
     landscape = -fields["response"].astype(np.float32)
     labels = watershed(landscape, markers, mask=host_mask)
-    return _merge_oversplit(labels, fields, level, radius), landscape
+    return _merge_oversplit(labels, fields, level, radius), landscape, band
 
 
 def _interior(labels: np.ndarray) -> np.ndarray:
@@ -330,6 +463,21 @@ def _interior(labels: np.ndarray) -> np.ndarray:
         & (padded[1:-1, 2:] == labels)
     )
     return np.where(same, labels, 0)
+
+
+def _without_bands(mask: np.ndarray, band: np.ndarray, factor: int) -> np.ndarray:
+    """Full-resolution mask less its components that lie mostly in a working-resolution band."""
+    import scipy.ndimage as sndi
+
+    rows = np.minimum(np.arange(mask.shape[0]) // factor, band.shape[0] - 1)
+    cols = np.minimum(np.arange(mask.shape[1]) // factor, band.shape[1] - 1)
+    in_band = band[rows[:, None], cols[None, :]] & mask
+    components, count = sndi.label(mask)
+    area = np.bincount(components.ravel(), minlength=int(count) + 1)
+    banded = np.bincount(components[in_band], minlength=int(count) + 1)
+    drop = 2 * banded >= area
+    drop[0] = False
+    return mask & ~drop[components]
 
 
 def _to_full_resolution(labels: np.ndarray, landscape: np.ndarray, mask: np.ndarray, factor: int) -> np.ndarray:
@@ -478,11 +626,13 @@ def _segment_plane(
     if split_touching:
         factor = max(1, int(size // WORKING_DIAMETER))
         if factor == 1:
-            labels, _ = _declump(plane, mask, size / 2.0, level)
+            labels, _, _ = _declump(plane, mask, size / 2.0, level)
         else:
             work = block_mean(plane, factor)
             work_mask = ndi.binary_fill_holes(block_mean(mask, factor) >= 0.5)
-            work_labels, landscape = _declump(work, work_mask, size / factor / 2.0, level)
+            work_labels, landscape, band = _declump(work, work_mask, size / factor / 2.0, level)
+            if band.any():
+                host_mask = _without_bands(host_mask, band, factor)
             labels = _to_full_resolution(work_labels, landscape, host_mask, factor)
     else:
         import scipy.ndimage as sndi
