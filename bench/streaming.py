@@ -34,11 +34,11 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from openhcs_rules.messaging.addresses import find_free_base_port  # noqa: E402
+from openhcs_rules.messaging.client import ControlClient  # noqa: E402
+from openhcs_rules.messaging.instance import ServerSpec, ensure_server, stop_server  # noqa: E402
 from openhcs_rules.streaming.frames import FrameMeta  # noqa: E402
 from openhcs_rules.streaming.sender import FrameSender  # noqa: E402
-from openhcs_rules.zmq.addresses import find_free_base_port  # noqa: E402
-from openhcs_rules.zmq.client import ControlClient  # noqa: E402
-from openhcs_rules.zmq.instance import ServerSpec, ensure_server, stop_server  # noqa: E402
 
 SHAPE = (2048, 2048)
 META = FrameMeta("bench", "B02", 1, 1, 1, 1, 0, "raw")
@@ -121,7 +121,7 @@ def raw_zmq(image: np.ndarray, frames: int) -> float:
 
 def start_viewer(kind: str, extra: list[str]) -> tuple[ServerSpec, float]:
     port = find_free_base_port()
-    command = [sys.executable, "-m", f"openhcs_rules.streaming.{kind}_viewer", "--port", str(port), *extra]
+    command = [sys.executable, "-m", f"openhcs_rules.viewers.{kind}_viewer", "--port", str(port), *extra]
     spec = ServerSpec(kind, port, command=command, log_path=LOGS / f"{kind}.log")
     start = time.perf_counter()
     ensure_server(spec, timeout_s=120)

@@ -15,10 +15,10 @@ import zmq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from openhcs_rules.streaming.viewer_server import ViewerServer
-from openhcs_rules.zmq import messages
-from openhcs_rules.zmq.addresses import data_port, find_free_base_port
-from openhcs_rules.zmq.client import ControlClient
+from openhcs_rules.messaging import messages
+from openhcs_rules.messaging.addresses import data_port, find_free_base_port
+from openhcs_rules.messaging.client import ControlClient
+from openhcs_rules.viewers.viewer_server import ViewerServer
 
 FUZZ = settings(
     max_examples=200, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture]

@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
+from openhcs_rules.messaging import messages
+from openhcs_rules.messaging.errors import MessageError
 from openhcs_rules.streaming import codec
-from openhcs_rules.zmq import messages
-from openhcs_rules.zmq.errors import MessageError
 
 
 def _frame(**overrides):

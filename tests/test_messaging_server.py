@@ -2,26 +2,30 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
+import struct
 import sys
+import threading
+import time
 
 import pytest
 import zmq
 
-from openhcs_rules.zmq import messages
-from openhcs_rules.zmq.addresses import data_port, find_free_base_port, is_local_host, is_loopback
-from openhcs_rules.zmq.auth import ensure_keys
-from openhcs_rules.zmq.client import ControlClient
-from openhcs_rules.zmq.errors import (
+from openhcs_rules.messaging import messages
+from openhcs_rules.messaging.addresses import data_port, find_free_base_port, is_local_host, is_loopback
+from openhcs_rules.messaging.auth import ensure_keys
+from openhcs_rules.messaging.client import ControlClient
+from openhcs_rules.messaging.errors import (
     AuthenticationError,
     InsecureBindError,
     PortInUseError,
     ServerError,
     ServerNotResponding,
 )
-from openhcs_rules.zmq.instance import ServerSpec, ensure_server, probe
-from openhcs_rules.zmq.server import DualChannelServer
+from openhcs_rules.messaging.instance import ServerSpec, ensure_server, probe
+from openhcs_rules.messaging.server import DualChannelServer
 
 
 class EchoServer(DualChannelServer):
@@ -262,3 +266,58 @@ def test_every_wildcard_or_remote_host_without_keys_is_an_insecure_bind(host):
     assert not is_loopback(host)
     with pytest.raises(InsecureBindError, match="CURVE"):
         DualChannelServer("echo", find_free_base_port(), host=host)
+
+
+@contextlib.contextmanager
+def _resetting_port():
+    """A raw TCP port that reads each connection's greeting and then resets it: a peer dying mid-handshake."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    listener.settimeout(0.05)
+    stop = threading.Event()
+
+    def serve():
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            conn.settimeout(1)
+            with contextlib.suppress(OSError):
+                conn.recv(64)  # the client's ZMTP greeting: the handshake has begun
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close = RST
+            conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join()
+        listener.close()
+
+
+def test_a_connection_reset_during_the_handshake_is_no_answer_not_an_authentication_failure():
+    # EVENT_HANDSHAKE_FAILED_NO_DETAIL carries an errno (here ECONNRESET), as from a viewer killed mid-handshake
+    with _resetting_port() as port, ControlClient("127.0.0.1", port, timeout_s=0.5) as client:
+        started = time.monotonic()
+        with pytest.raises(ServerNotResponding, match="dropped during the handshake: Connection reset"):
+            client.ping()
+        assert time.monotonic() - started >= 0.4  # retried within the timeout
+
+
+def test_a_curve_client_with_a_wrong_server_key_is_told_to_check_it(tmp_path):
+    keys = ensure_keys(tmp_path / "keys")
+    stranger = ensure_keys(tmp_path / "stranger")  # its server.key is not this server's: hello cannot be decrypted
+    srv = EchoServer("echo", find_free_base_port(), keys_dir=keys)
+    srv.start()
+    try:
+        with ControlClient("127.0.0.1", srv.port, keys_dir=stranger, timeout_s=0.5) as client:
+            with pytest.raises(ServerNotResponding, match="server's current public key"):
+                client.ping()
+        with ControlClient("127.0.0.1", srv.port, keys_dir=keys) as client:
+            assert client.ping()["server"]["kind"] == "echo"
+    finally:
+        srv.stop()

@@ -8,7 +8,7 @@ from openhcs_rules.config import validate_screen_config
 from openhcs_rules.config.schema import schema_default, schema_node
 from openhcs_rules.config.streaming import DEFAULT_PORTS, ViewerTarget, viewer_targets
 from openhcs_rules.errors import ConfigError
-from openhcs_rules.zmq.addresses import DATA_PORT_OFFSET, DEFAULT_HOST
+from openhcs_rules.messaging.addresses import DATA_PORT_OFFSET, DEFAULT_HOST
 
 
 def test_off_by_default_and_true_means_the_default_port_on_loopback():

@@ -20,7 +20,7 @@ def _free_port() -> int:
 
 def test_workflow_starts_napari_and_wells_stream_every_step(tmp_path):
     pytest.importorskip("napari", reason="napari not installed: pip install '.[napari]'")
-    from openhcs_rules.zmq.client import ControlClient
+    from openhcs_rules.messaging.client import ControlClient
 
     port = _free_port()
     streaming = {"napari": {"port": port, "xvfb": True}, "start_timeout_s": 120}

@@ -19,6 +19,10 @@ import numpy as np
 import pytest
 
 from openhcs_rules.config.streaming import ViewerTarget
+from openhcs_rules.messaging.addresses import find_free_base_port
+from openhcs_rules.messaging.auth import ensure_keys
+from openhcs_rules.messaging.client import ControlClient
+from openhcs_rules.messaging.instance import ensure_server, stop_server
 from openhcs_rules.pipeline import Pipeline, Step
 from openhcs_rules.pipeline.executor import RunContext, run_pipeline
 from openhcs_rules.streaming import shm
@@ -26,11 +30,7 @@ from openhcs_rules.streaming.ensure import ensure_viewers, server_spec, viewer_c
 from openhcs_rules.streaming.frames import FrameMeta
 from openhcs_rules.streaming.hook import make_streamer
 from openhcs_rules.streaming.sender import FrameSender
-from openhcs_rules.streaming.viewer_server import ZERO_COPY_QUEUE, ViewerServer
-from openhcs_rules.zmq.addresses import find_free_base_port
-from openhcs_rules.zmq.auth import ensure_keys
-from openhcs_rules.zmq.client import ControlClient
-from openhcs_rules.zmq.instance import ensure_server, stop_server
+from openhcs_rules.viewers.viewer_server import ZERO_COPY_QUEUE, ViewerServer
 
 pytestmark = pytest.mark.skipif(not shm.available(), reason="POSIX shared memory is not available on this platform")
 
@@ -220,7 +220,7 @@ def test_the_start_command_is_this_interpreter_running_the_viewer_module():
     target = ViewerTarget(kind="napari", port=5555, xvfb=True, keys_dir="/k")
     assert viewer_command(target) == [
         sys.executable,
-        *("-m", "openhcs_rules.streaming.napari_viewer", "--port", "5555", "--host", "127.0.0.1"),
+        *("-m", "openhcs_rules.viewers.napari_viewer", "--port", "5555", "--host", "127.0.0.1"),
         *("--keys-dir", "/k", "--xvfb"),
     ]
 
@@ -351,7 +351,7 @@ def test_a_chunk_job_streams_all_its_wells_over_one_connection(tmp_path, client,
 
 
 def _inline_header(frame_id, shape, dtype="uint16", codec="blosc2-lz4", plate="p"):
-    from openhcs_rules.zmq import messages
+    from openhcs_rules.messaging import messages
 
     return messages.encode(
         messages.make(
@@ -383,7 +383,7 @@ def _zero_chunk(nbytes):
 def _data_socket(port):
     import zmq
 
-    from openhcs_rules.zmq.addresses import data_port
+    from openhcs_rules.messaging.addresses import data_port
 
     sock = zmq.Context.instance().socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
@@ -393,8 +393,8 @@ def _data_socket(port):
 
 
 def test_a_tiny_payload_declaring_a_huge_frame_is_refused_before_it_is_decompressed():
-    from openhcs_rules.streaming import viewer_server
-    from openhcs_rules.zmq import messages
+    from openhcs_rules.messaging import messages
+    from openhcs_rules.viewers import viewer_server
 
     shape = (16384, 16384)  # 512 MiB of uint16, announced by a 32-byte chunk that really decodes to that
     assert int(np.prod(shape)) * 2 > viewer_server.MAX_FRAME_BYTES
@@ -418,7 +418,7 @@ def test_a_tiny_payload_declaring_a_huge_frame_is_refused_before_it_is_decompres
 
 
 def test_a_viewer_that_falls_behind_refuses_frames_past_its_queue_limit_and_recovers_once_it_shows_them():
-    from openhcs_rules.zmq import messages
+    from openhcs_rules.messaging import messages
 
     frame_bytes = 64 * 64 * 2
     server = ViewerServer("record", find_free_base_port(), max_queued_bytes=3 * frame_bytes)

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 
 from openhcs_rules.config.streaming import viewer_targets
+from openhcs_rules.messaging.addresses import find_free_base_port
+from openhcs_rules.messaging.client import ControlClient
+from openhcs_rules.messaging.instance import stop_server
 from openhcs_rules.pipeline import Step
 from openhcs_rules.streaming.ensure import ensure_viewers, server_spec
 from openhcs_rules.streaming.hook import make_streamer
-from openhcs_rules.streaming.imagej import find_ij_jar
-from openhcs_rules.zmq.addresses import find_free_base_port
-from openhcs_rules.zmq.client import ControlClient
-from openhcs_rules.zmq.instance import stop_server
+from openhcs_rules.viewers.imagej import find_ij_jar
 
 psutil = pytest.importorskip("psutil")
 pytest.importorskip("napari", reason="napari is not installed (pip install 'openhcs-rules[napari]')")

@@ -9,7 +9,7 @@ import socket
 import pytest
 
 from openhcs_rules.cli import main
-from openhcs_rules.zmq.addresses import find_free_base_port
+from openhcs_rules.messaging.addresses import find_free_base_port
 
 
 @pytest.fixture(autouse=True)

@@ -12,17 +12,17 @@ import numpy as np
 import pytest
 
 from openhcs_rules.config.streaming import ViewerTarget
+from openhcs_rules.messaging.addresses import find_free_base_port
+from openhcs_rules.messaging.client import ControlClient
+from openhcs_rules.messaging.errors import ServerError
+from openhcs_rules.messaging.instance import stop_server
 from openhcs_rules.pipeline import Pipeline, Step
 from openhcs_rules.pipeline.executor import RunContext, run_pipeline
 from openhcs_rules.streaming.ensure import ensure_viewers, server_spec
 from openhcs_rules.streaming.frames import FrameMeta
 from openhcs_rules.streaming.hook import make_streamer
-from openhcs_rules.streaming.imagej import find_ij_jar
 from openhcs_rules.streaming.sender import FrameSender
-from openhcs_rules.zmq.addresses import find_free_base_port
-from openhcs_rules.zmq.client import ControlClient
-from openhcs_rules.zmq.errors import ServerError
-from openhcs_rules.zmq.instance import stop_server
+from openhcs_rules.viewers.imagej import find_ij_jar
 
 pytest.importorskip("scyjava", reason="scyjava is not installed (pip install 'openhcs-rules[fiji]')")
 

@@ -16,15 +16,15 @@ from openhcs_rules.config.streaming import ViewerTarget
 from openhcs_rules.demo.synthetic import generate_imagexpress_plate
 from openhcs_rules.formats.registry import discover_plate
 from openhcs_rules.jobs.process_well import iter_site_results
+from openhcs_rules.messaging.addresses import find_free_base_port
+from openhcs_rules.messaging.client import ControlClient
+from openhcs_rules.messaging.instance import stop_server
 from openhcs_rules.pipeline import Pipeline, Step
 from openhcs_rules.pipeline.executor import RunContext
 from openhcs_rules.streaming.ensure import ensure_viewers, server_spec
 from openhcs_rules.streaming.frames import FrameMeta
 from openhcs_rules.streaming.hook import make_streamer
 from openhcs_rules.streaming.sender import FrameSender
-from openhcs_rules.zmq.addresses import find_free_base_port
-from openhcs_rules.zmq.client import ControlClient
-from openhcs_rules.zmq.instance import stop_server
 
 pytest.importorskip("napari", reason="napari is not installed (pip install 'openhcs-rules[napari]')")
 pytestmark = [
@@ -161,11 +161,11 @@ def small_napari(tmp_path_factory):
     """A napari viewer started with ``--max-layers 4``, so the bound is reached with a handful of frames."""
     import sys
 
-    from openhcs_rules.zmq.instance import ServerSpec, ensure_server
+    from openhcs_rules.messaging.instance import ServerSpec, ensure_server
 
     port = find_free_base_port()
     log_path = tmp_path_factory.mktemp("small") / "napari.log"
-    command = [sys.executable, "-m", "openhcs_rules.streaming.napari_viewer", "--port", str(port), "--xvfb"]
+    command = [sys.executable, "-m", "openhcs_rules.viewers.napari_viewer", "--port", str(port), "--xvfb"]
     spec = ServerSpec("napari", port, command=[*command, "--max-layers", str(SMALL_LIMIT)], log_path=log_path)
     pong = ensure_server(spec, timeout_s=90)["pong"]
     yield spec, pong
@@ -173,7 +173,7 @@ def small_napari(tmp_path_factory):
 
 
 def _send_inline(sock, frame_id, plate, array):
-    from openhcs_rules.zmq import messages
+    from openhcs_rules.messaging import messages
 
     header = messages.make(
         "frame",
@@ -195,7 +195,7 @@ def _send_inline(sock, frame_id, plate, array):
 def test_frames_for_layers_past_the_limit_are_refused_and_clear_frees_them(small_napari):
     import zmq
 
-    from openhcs_rules.zmq.addresses import data_port
+    from openhcs_rules.messaging.addresses import data_port
 
     spec, pong = small_napari
     sock = zmq.Context.instance().socket(zmq.DEALER)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from openhcs_rules.streaming.frames import FrameMeta
-from openhcs_rules.streaming.layout import NAPARI_AXES, AxisIndex, PlaneStack, hyperstack_title, layer_name
+from openhcs_rules.viewers.layout import NAPARI_AXES, AxisIndex, PlaneStack, hyperstack_title, layer_name
 
 
 def test_names_say_plate_step_and_channel_or_well_site_and_step():

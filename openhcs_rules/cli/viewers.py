@@ -21,7 +21,7 @@ KINDS = ("napari", "fiji", "record")
 def _target(args: argparse.Namespace) -> Any:
     from openhcs_rules.config.streaming import DEFAULT_PORTS, ViewerTarget
     from openhcs_rules.errors import ConfigError
-    from openhcs_rules.zmq.addresses import check_base_port
+    from openhcs_rules.messaging.addresses import check_base_port
 
     try:
         check_base_port(args.port or DEFAULT_PORTS[args.kind])
@@ -42,10 +42,10 @@ def _print(result: dict[str, Any]) -> None:
 
 
 def _cmd_start(args: argparse.Namespace) -> int:
+    from openhcs_rules.messaging.auth import ensure_keys
+    from openhcs_rules.messaging.instance import ensure_server
+    from openhcs_rules.messaging.server import check_secure_bind
     from openhcs_rules.streaming.ensure import server_spec
-    from openhcs_rules.zmq.auth import ensure_keys
-    from openhcs_rules.zmq.instance import ensure_server
-    from openhcs_rules.zmq.server import check_secure_bind
 
     target = _target(args)
     check_secure_bind(target.kind, target.host, target.port, target.keys_dir)  # before probing or spawning
@@ -69,9 +69,9 @@ def _cmd_start(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
+    from openhcs_rules.messaging.addresses import data_port, is_local_host, port_holder, port_is_free
+    from openhcs_rules.messaging.instance import probe
     from openhcs_rules.streaming.ensure import server_spec
-    from openhcs_rules.zmq.addresses import data_port, is_local_host, port_holder, port_is_free
-    from openhcs_rules.zmq.instance import probe
 
     target = _target(args)
     pong = probe(server_spec(target), timeout_s=args.timeout)
@@ -88,8 +88,8 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_stop(args: argparse.Namespace) -> int:
+    from openhcs_rules.messaging.instance import stop_server
     from openhcs_rules.streaming.ensure import server_spec
-    from openhcs_rules.zmq.instance import stop_server
 
     target = _target(args)
     _print({"kind": target.kind, "address": target.address, **stop_server(server_spec(target))})
@@ -97,7 +97,7 @@ def _cmd_stop(args: argparse.Namespace) -> int:
 
 
 def _cmd_clear(args: argparse.Namespace) -> int:
-    from openhcs_rules.zmq.client import ControlClient
+    from openhcs_rules.messaging.client import ControlClient
 
     target = _target(args)
     with ControlClient(target.host, target.port, target.keys_dir, timeout_s=args.timeout) as client:
@@ -107,7 +107,7 @@ def _cmd_clear(args: argparse.Namespace) -> int:
 
 
 def _cmd_keys(args: argparse.Namespace) -> int:
-    from openhcs_rules.zmq.auth import ensure_keys
+    from openhcs_rules.messaging.auth import ensure_keys
 
     folder = ensure_keys(args.keys_dir)
     _print({"keys_dir": str(folder), "server_public": str(folder / "server.key"), "client": str(folder / "client.key")})

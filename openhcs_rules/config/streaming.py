@@ -24,7 +24,7 @@ from typing import Any
 
 from openhcs_rules.config.schema import schema_default, validate_section
 from openhcs_rules.errors import ConfigError
-from openhcs_rules.zmq.addresses import is_loopback
+from openhcs_rules.messaging.addresses import is_loopback
 
 #: viewer kind -> default base port (record: the headless viewer used by tests and benchmarks)
 DEFAULT_PORTS = {"napari": 5555, "fiji": 5565, "record": 5575}

@@ -22,7 +22,7 @@ import zmq
 import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 
-from openhcs_rules.zmq.errors import AuthenticationError
+from openhcs_rules.messaging.errors import AuthenticationError
 
 AUTHORIZED = "authorized_clients"
 

@@ -2,13 +2,21 @@
 
 REQ sockets wedge after a lost reply, so on any failure the socket is thrown away and the next request
 opens a fresh one. A socket monitor turns what ZMQ otherwise hides into errors a person can act on:
-a refused CURVE key (:class:`AuthenticationError`), a security-mechanism mismatch, and - with
+a refused CURVE key and a security-mechanism mismatch (:class:`AuthenticationError`), and - with
 ``fail_fast`` - a refused TCP connection, which on the same host means "no server on this port" in about
 a millisecond instead of a timeout.
+
+A handshake that fails without detail (``EVENT_HANDSHAKE_FAILED_NO_DETAIL``) is not an authentication
+failure: its value is an errno, a system error during the handshake - typically the peer resetting the
+connection (a viewer killed mid-handshake). ZMQ reconnects by itself, so the request waits on within its
+timeout and then raises :class:`ServerNotResponding`, naming the error. A CURVE server that cannot decrypt
+this client's hello (the client has a wrong server public key) drops the connection the same way, so the
+message says so when the client uses CURVE.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -16,10 +24,10 @@ from typing import Any
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
-from openhcs_rules.zmq import messages
-from openhcs_rules.zmq.addresses import check_base_port, connect_host, tcp_endpoint
-from openhcs_rules.zmq.auth import ClientKeys, load_client_keys, secure_client_socket
-from openhcs_rules.zmq.errors import AuthenticationError, ServerError, ServerNotResponding
+from openhcs_rules.messaging import messages
+from openhcs_rules.messaging.addresses import check_base_port, connect_host, tcp_endpoint
+from openhcs_rules.messaging.auth import ClientKeys, load_client_keys, secure_client_socket
+from openhcs_rules.messaging.errors import AuthenticationError, ServerError, ServerNotResponding
 
 _EVENTS = (
     zmq.EVENT_CONNECTED
@@ -53,6 +61,7 @@ class ControlClient:
         self._socket: zmq.Socket | None = None
         self._monitor: zmq.Socket | None = None
         self._connected = False
+        self._dropped: int | None = None  # errno of the last handshake a system error broke (this request)
 
     def _open(self) -> zmq.Socket:
         if self._socket is None:
@@ -97,16 +106,27 @@ class ControlClient:
                 f"the server at {where} refused this client's CURVE key (ZAP status {value}): add the client's "
                 "public key to the server's authorized_clients/ folder, or use the server's keys folder"
             )
-        elif kind in (zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL, zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL):
+        elif kind == zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL:
+            self._dropped = value  # an errno (ECONNRESET, EPIPE, ...): transient, the socket reconnects
+        elif kind == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL:  # e.g. a mechanism mismatch: CURVE on one side only
             hint = (
                 "the server requires CURVE: pass its keys folder"
                 if self.keys is None
-                else ("this client uses CURVE but the server does not, or the server's public key differs")
+                else "this client uses CURVE but the server does not"
             )
             return AuthenticationError(f"security handshake with {where} failed: {hint}")
         elif kind == zmq.EVENT_CONNECT_RETRIED and self.fail_fast and not self._connected:
             return ServerNotResponding(f"nothing listens on {where} (connection refused)")
         return None
+
+    def _dropped_detail(self) -> str:
+        """Why the connection kept failing, when a handshake broke on a system error (empty otherwise)."""
+        if self._dropped is None:
+            return ""
+        detail = f" (the connection was dropped during the handshake: {os.strerror(self._dropped)}"
+        if self.keys is not None:
+            detail += "; if the server is running, check that this client has the server's current public key"
+        return detail + ")"
 
     def request(
         self, kind: str, payload: list[bytes] | None = None, timeout_s: float | None = None, **fields: Any
@@ -115,6 +135,7 @@ class ControlClient:
         sock = self._open()
         sock.send_multipart([messages.encode(messages.make(kind, **fields)), *(payload or [])])
         deadline = time.monotonic() + (self.timeout_s if timeout_s is None else timeout_s)
+        self._dropped = None
         poller = zmq.Poller()
         poller.register(sock, zmq.POLLIN)
         poller.register(self._monitor, zmq.POLLIN)
@@ -122,7 +143,9 @@ class ControlClient:
             remaining_ms = (deadline - time.monotonic()) * 1000
             if remaining_ms <= 0:
                 self._reset()
-                raise ServerNotResponding(f"no reply from {self.host}:{self.port} to {kind!r} within the timeout")
+                raise ServerNotResponding(
+                    f"no reply from {self.host}:{self.port} to {kind!r} within the timeout{self._dropped_detail()}"
+                )
             ready = dict(poller.poll(int(remaining_ms)))  # what pyzmq does with a float
             if self._monitor in ready:
                 error = self._event_error()

@@ -21,10 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from openhcs_rules.zmq.addresses import data_port, is_local_host, port_holder, port_is_free
-from openhcs_rules.zmq.client import ControlClient
-from openhcs_rules.zmq.errors import (
-    AuthenticationError,
+from openhcs_rules.messaging.addresses import data_port, is_local_host, port_holder, port_is_free
+from openhcs_rules.messaging.client import ControlClient
+from openhcs_rules.messaging.errors import (
     PortInUseError,
     ServerError,
     ServerNotResponding,
@@ -192,7 +191,7 @@ def stop_server(spec: ServerSpec, timeout_s: float = 15.0) -> dict[str, Any]:
         try:
             if probe(spec, timeout_s=0.2) is None and (not is_local_host(spec.host) or not _held_ports(spec)):
                 return {"state": "stopped", "pid": pong["server"].get("pid")}
-        except (PortInUseError, AuthenticationError):
+        except PortInUseError:
             pass
         time.sleep(0.1)
     raise ServerStartError(f"the {spec.kind} viewer on {spec.address} acknowledged shutdown but still holds its port")

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from openhcs_rules.zmq.errors import MessageError
+from openhcs_rules.messaging.errors import MessageError
 
 SCHEMA_VERSION = 1
 

@@ -37,10 +37,17 @@ from typing import Any
 import zmq
 
 from openhcs_rules import __version__
-from openhcs_rules.zmq import messages
-from openhcs_rules.zmq.addresses import DEFAULT_HOST, check_base_port, data_port, is_loopback, port_holder, tcp_endpoint
-from openhcs_rules.zmq.auth import load_server_keys, secure_server_socket, start_authenticator
-from openhcs_rules.zmq.errors import InsecureBindError, MessageError, PortInUseError
+from openhcs_rules.messaging import messages
+from openhcs_rules.messaging.addresses import (
+    DEFAULT_HOST,
+    check_base_port,
+    data_port,
+    is_loopback,
+    port_holder,
+    tcp_endpoint,
+)
+from openhcs_rules.messaging.auth import load_server_keys, secure_server_socket, start_authenticator
+from openhcs_rules.messaging.errors import InsecureBindError, MessageError, PortInUseError
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from typing import cast
 
 import numpy as np
 
-from openhcs_rules.zmq.errors import LimitError, MessageError
+from openhcs_rules.messaging.errors import LimitError, MessageError
 
 CODECS = ("raw", "blosc2-lz4")
 

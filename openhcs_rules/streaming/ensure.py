@@ -1,6 +1,6 @@
 """Make sure every enabled viewer is up before a plate's wells are processed (the workflow's first step).
 
-For each viewer: check -> connect -> start -> wait for pong (:mod:`openhcs_rules.zmq.instance`). Streaming
+For each viewer: check -> connect -> start -> wait for pong (:mod:`openhcs_rules.messaging.instance`). Streaming
 is a side effect, so a viewer that cannot be reached or started is a warning and a line in the returned
 report, never an exception: the screen still runs, the jobs just find no viewer and say so once.
 
@@ -20,15 +20,15 @@ from typing import Any
 
 from openhcs_rules.config.streaming import DEFAULT_PORTS, ViewerTarget, viewer_targets
 from openhcs_rules.errors import OpenHCSError
-from openhcs_rules.zmq.auth import ensure_keys
-from openhcs_rules.zmq.instance import ServerSpec, ensure_server
+from openhcs_rules.messaging.auth import ensure_keys
+from openhcs_rules.messaging.instance import ServerSpec, ensure_server
 
 log = logging.getLogger(__name__)
 
 
 def viewer_command(target: ViewerTarget) -> list[str]:
     """The argv that starts ``target``'s viewer process with this interpreter."""
-    command = [sys.executable, "-m", f"openhcs_rules.streaming.{target.kind}_viewer", "--port", str(target.port)]
+    command = [sys.executable, "-m", f"openhcs_rules.viewers.{target.kind}_viewer", "--port", str(target.port)]
     command += ["--host", target.host]
     if target.keys_dir:
         command += ["--keys-dir", target.keys_dir]

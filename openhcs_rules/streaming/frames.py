@@ -48,7 +48,7 @@ class FrameMeta:
 
     @classmethod
     def from_message(cls, message: dict[str, Any]) -> FrameMeta:
-        """From a ``frame`` message that :func:`openhcs_rules.zmq.messages.decode` already validated."""
+        """From a ``frame`` message that :func:`openhcs_rules.messaging.messages.decode` already validated."""
         component, step = message["component"], message["step"]
         return cls(
             plate=component["plate"],

@@ -19,8 +19,8 @@ import numpy as np
 
 from openhcs_rules.config.streaming import ViewerTarget, viewer_targets
 from openhcs_rules.errors import OpenHCSError
+from openhcs_rules.messaging.messages import DTYPES
 from openhcs_rules.streaming.frames import FrameMeta
-from openhcs_rules.zmq.messages import DTYPES
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +43,8 @@ class _Link:
 def _connect(target: ViewerTarget) -> _Link:
     link = _Link(target)
     try:
+        from openhcs_rules.messaging.client import ControlClient
         from openhcs_rules.streaming.sender import FrameSender  # pyzmq: only where streaming is on
-        from openhcs_rules.zmq.client import ControlClient
 
         with ControlClient(target.host, target.port, target.keys_dir, timeout_s=target.connect_timeout_s) as client:
             pong = client.ping()

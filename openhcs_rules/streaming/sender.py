@@ -22,13 +22,13 @@ from pathlib import Path
 import numpy as np
 import zmq
 
+from openhcs_rules.messaging import messages
+from openhcs_rules.messaging.addresses import connect_host, data_port, is_local_host, tcp_endpoint
+from openhcs_rules.messaging.auth import load_client_keys, secure_client_socket
+from openhcs_rules.messaging.errors import MessageError
 from openhcs_rules.streaming import codec as codecs
 from openhcs_rules.streaming import shm
 from openhcs_rules.streaming.frames import FrameMeta
-from openhcs_rules.zmq import messages
-from openhcs_rules.zmq.addresses import connect_host, data_port, is_local_host, tcp_endpoint
-from openhcs_rules.zmq.auth import load_client_keys, secure_client_socket
-from openhcs_rules.zmq.errors import MessageError
 
 log = logging.getLogger(__name__)
 

@@ -28,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from openhcs_rules.zmq.errors import MessageError
-from openhcs_rules.zmq.messages import SHM_NAME
+from openhcs_rules.messaging.errors import MessageError
+from openhcs_rules.messaging.messages import SHM_NAME
 
 try:  # CPython's POSIX shm calls (what multiprocessing.shared_memory uses underneath)
     import _posixshmem  # type: ignore[import-not-found]  # private CPython module: typeshed has no stub

@@ -7,7 +7,7 @@ keeping the planes already there. 8- and 16-bit frames stay 8/16-bit; everything
 An ImageJ macro sent over the control channel runs in the viewer (``macro`` request); only clients that
 can reach the control channel can send one: loopback by default, CURVE-authenticated otherwise.
 
-Start: ``python -m openhcs_rules.streaming.fiji_viewer --port 5565 [--xvfb]``.
+Start: ``python -m openhcs_rules.viewers.fiji_viewer --port 5565 [--xvfb]``.
 """
 
 from __future__ import annotations
@@ -18,14 +18,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from openhcs_rules.errors import OpenHCSError
-from openhcs_rules.streaming import imagej
-from openhcs_rules.streaming.display import ensure_display, has_display
+from openhcs_rules.messaging import messages
+from openhcs_rules.messaging.server import Reply
 from openhcs_rules.streaming.frames import Frame
-from openhcs_rules.streaming.layout import FIJI_AXES, AxisIndex, coordinates, hyperstack_title
-from openhcs_rules.streaming.process import memory_limits, shutdown_on_sigterm, viewer_arguments
-from openhcs_rules.streaming.viewer_server import ViewerServer
-from openhcs_rules.zmq import messages
-from openhcs_rules.zmq.server import Reply
+from openhcs_rules.viewers import imagej
+from openhcs_rules.viewers.display import ensure_display, has_display
+from openhcs_rules.viewers.layout import FIJI_AXES, AxisIndex, coordinates, hyperstack_title
+from openhcs_rules.viewers.process import memory_limits, shutdown_on_sigterm, viewer_arguments
+from openhcs_rules.viewers.viewer_server import ViewerServer
 
 log = logging.getLogger(__name__)
 

@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
+from openhcs_rules.messaging.errors import TooManyLayersError
 from openhcs_rules.plate.naming import parse_well_name
 from openhcs_rules.streaming.frames import FrameMeta
-from openhcs_rules.zmq.errors import TooManyLayersError
 
 NAPARI_AXES: tuple[str, ...] = ("well", "site", "t", "z")
 FIJI_AXES: tuple[str, ...] = ("channel", "z", "t")

@@ -11,7 +11,7 @@ the limit gets a ``too_many_layers`` error reply (every layer costs the GUI thre
 layers froze napari for a minute), and ``clear`` removes every layer and drops every reference to their
 arrays, so their memory goes back.
 
-Start: ``python -m openhcs_rules.streaming.napari_viewer --port 5555 [--xvfb] [--max-layers 64]`` (or
+Start: ``python -m openhcs_rules.viewers.napari_viewer --port 5555 [--xvfb] [--max-layers 64]`` (or
 ``openhcs-rules viewer start --kind napari``). It survives pipeline runs; ``clear`` empties it and
 ``shutdown`` (or closing the window) ends it.
 """
@@ -27,13 +27,13 @@ from typing import Any
 import numpy as np
 
 from openhcs_rules.errors import OpenHCSError
-from openhcs_rules.streaming.display import ensure_display, has_display
+from openhcs_rules.messaging import messages
+from openhcs_rules.messaging.server import Reply
 from openhcs_rules.streaming.frames import Frame, FrameMeta
-from openhcs_rules.streaming.layout import NAPARI_AXES, LayerBudget, PlaneStack, coordinates, layer_name
-from openhcs_rules.streaming.process import max_layers_option, memory_limits, shutdown_on_sigterm, viewer_arguments
-from openhcs_rules.streaming.viewer_server import ViewerServer
-from openhcs_rules.zmq import messages
-from openhcs_rules.zmq.server import Reply
+from openhcs_rules.viewers.display import ensure_display, has_display
+from openhcs_rules.viewers.layout import NAPARI_AXES, LayerBudget, PlaneStack, coordinates, layer_name
+from openhcs_rules.viewers.process import max_layers_option, memory_limits, shutdown_on_sigterm, viewer_arguments
+from openhcs_rules.viewers.viewer_server import ViewerServer
 
 log = logging.getLogger(__name__)
 

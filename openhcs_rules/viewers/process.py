@@ -1,6 +1,6 @@
 """What every viewer process does at start: the same arguments, logging, and SIGTERM as a clean shutdown.
 
-A viewer is started as ``python -m openhcs_rules.streaming.<kind>_viewer --port N`` by the instance
+A viewer is started as ``python -m openhcs_rules.viewers.<kind>_viewer --port N`` by the instance
 manager (or by hand); its output goes to a log file, so log lines carry time and level.
 """
 
@@ -12,7 +12,7 @@ import signal
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from openhcs_rules.zmq.addresses import DEFAULT_HOST
+from openhcs_rules.messaging.addresses import DEFAULT_HOST
 
 
 def viewer_arguments(

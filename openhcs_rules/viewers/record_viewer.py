@@ -16,11 +16,11 @@ from typing import Any
 import numpy as np
 
 from openhcs_rules.errors import OpenHCSError
+from openhcs_rules.messaging import messages
+from openhcs_rules.messaging.server import Reply
 from openhcs_rules.streaming.frames import Frame
-from openhcs_rules.streaming.process import memory_limits, shutdown_on_sigterm, viewer_arguments
-from openhcs_rules.streaming.viewer_server import ViewerServer
-from openhcs_rules.zmq import messages
-from openhcs_rules.zmq.server import Reply
+from openhcs_rules.viewers.process import memory_limits, shutdown_on_sigterm, viewer_arguments
+from openhcs_rules.viewers.viewer_server import ViewerServer
 
 log = logging.getLogger(__name__)
 

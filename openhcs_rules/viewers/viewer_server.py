@@ -30,13 +30,13 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
+from openhcs_rules.messaging import messages
+from openhcs_rules.messaging.addresses import DEFAULT_HOST
+from openhcs_rules.messaging.errors import MessageError, QueueFullError
+from openhcs_rules.messaging.server import DualChannelServer, Reply
 from openhcs_rules.streaming import codec as codecs
 from openhcs_rules.streaming import shm
 from openhcs_rules.streaming.frames import Frame, FrameMeta
-from openhcs_rules.zmq import messages
-from openhcs_rules.zmq.addresses import DEFAULT_HOST
-from openhcs_rules.zmq.errors import MessageError, QueueFullError
-from openhcs_rules.zmq.server import DualChannelServer, Reply
 
 log = logging.getLogger(__name__)
 
