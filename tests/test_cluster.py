@@ -30,10 +30,22 @@ def local_reference(tmp_path_factory):
     return _outputs(folder)
 
 
-def _submissions_since(start_id: int) -> list[tuple[str, str, str]]:
-    done = subprocess.run(["sacct", "-n", "-X", "-P", "-o", "JobID,State,AllocCPUS"], capture_output=True, text=True)
-    rows = [tuple(line.split("|")) for line in done.stdout.splitlines() if line.strip()]
-    return [row for row in rows if row[0].isdigit() and int(row[0]) > start_id]
+def _submissions_since(start_id: int, workdir: Path) -> list[tuple[str, str, str]]:
+    """(id, state, cpus) of the jobs submitted after ``start_id`` from ``workdir``: only this test's run.
+
+    The cluster is shared with anything else that submits at the same time (another test session), so
+    jobs are told apart by the folder they were submitted from, not by their ids alone.
+    """
+    done = subprocess.run(
+        ["sacct", "-n", "-X", "-P", "-o", "JobID,State,AllocCPUS,WorkDir"], capture_output=True, text=True
+    )
+    rows = [line.split("|") for line in done.stdout.splitlines() if line.strip()]
+    here = str(Path(workdir).resolve())
+    return [
+        (job, state, cpus)
+        for job, state, cpus, folder in rows
+        if job.isdigit() and int(job) > start_id and str(Path(folder).resolve()) == here
+    ]
 
 
 def _last_job_id() -> int:
@@ -50,7 +62,7 @@ def test_slurm_profile_gives_the_local_results(slurm, tmp_path, local_reference)
     done = snakemake(tmp_path, config, "--profile", str(REPO / "profiles" / "slurm"), *SLURM_FAST)
     assert done.returncode == 0, done.stderr[-4000:]
     assert _outputs(tmp_path) == local_reference
-    submissions = _submissions_since(before)
+    submissions = _submissions_since(before, tmp_path)
     # generate + discover + illumination + 2 well chunks + assemble
     assert len(submissions) == 6, submissions
     assert all(state == "COMPLETED" for _, state, _ in submissions)
@@ -90,7 +102,7 @@ def test_a_job_cancelled_by_the_scheduler_is_retried(slurm, tmp_path):
         run.kill()
     assert cancelled is not None, "never saw the well job running"
     assert run.returncode == 0, output[-4000:]
-    states = {job: state for job, state, _ in _submissions_since(before)}
+    states = {job: state for job, state, _ in _submissions_since(before, tmp_path)}
     assert states[cancelled].startswith("CANCELLED")
     assert sum(state == "COMPLETED" for state in states.values()) == 5  # 4 rules + the resubmitted well job
     assert (tmp_path / "results" / "demo" / "wells.csv").exists()

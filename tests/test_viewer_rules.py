@@ -161,7 +161,7 @@ def test_under_slurm_the_viewer_is_ensured_on_the_submit_host_and_jobs_ask_for_o
     before = _last_job_id()
     done = _run(tmp_path, config, "--profile", str(REPO / "profiles" / "slurm"), *SLURM_FAST)
     assert "localrule ensure_viewer:" in done.stdout + done.stderr  # run by the main process, not submitted
-    submissions = _submissions_since(before)
+    submissions = _submissions_since(before, tmp_path)
     # generate + discover + illumination + 2 well chunks + assemble: no viewer job, no group job
     assert len(submissions) == 6, submissions
     assert max(int(cpus) for _, _, cpus in submissions) == 1  # nothing summed
