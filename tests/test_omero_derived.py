@@ -12,12 +12,12 @@ import pytest
 from omero_standin.data import random_fields
 
 from openhcs_rules.formats.omero import OmeroFormatHandler
-from openhcs_rules.io.omero_local import OmeroLocalBackend
+from openhcs_rules.io.omero_local import OmeroLocalBackend, publish_fields, publish_plate
+from openhcs_rules.io.well_folder import Field
 from openhcs_rules.omero.adapter import OmeroSession
 from openhcs_rules.omero.derived import ensure_derived_plate, image_name
 from openhcs_rules.omero.errors import OmeroUnavailableError, OmeroWriteError
 from openhcs_rules.omero.records import PixelsRecord
-from openhcs_rules.omero.results import FieldArrays, publish_fields, publish_plate
 from openhcs_rules.plate.model import ImageKey
 
 pytest_plugins = ["omero_standin.fixtures"]
@@ -31,14 +31,14 @@ def _source(handle, wells=WELLS, empty=("C03",)):
     return OmeroFormatHandler().parse(Path(handle.params.plate_url(imported.plate_id)), "src")
 
 
-def _results(well: str, seed: int = 1) -> dict[int, FieldArrays]:
+def _results(well: str, seed: int = 1) -> dict[int, Field]:
     """Processed fields as process_well leaves them: float32 images and int32 labels, never all zero."""
     rng = np.random.default_rng(abs(hash((well, seed))) % 2**32)
     fields = {}
     for site in (1, 2):
         image = rng.random(SHAPE, dtype=np.float32) + 0.5
         labels = rng.integers(1, 50, (SHAPE[0], SHAPE[2], SHAPE[3], SHAPE[4]), dtype=np.int32)
-        fields[site] = FieldArrays(image, labels)
+        fields[site] = Field(image, labels)
     return fields
 
 

@@ -10,12 +10,11 @@ import pytest
 from omero_standin.data import random_fields
 
 from openhcs_rules.formats.omero import OmeroFormatHandler
-from openhcs_rules.io.omero_local import OmeroLocalBackend
+from openhcs_rules.io.omero_local import OmeroLocalBackend, publish_plate, publish_well
 from openhcs_rules.omero.adapter import OmeroSession
 from openhcs_rules.omero.annotations import NS_RESULTS
 from openhcs_rules.omero.derived import ensure_derived_plate
 from openhcs_rules.omero.errors import OmeroNotFoundError
-from openhcs_rules.omero.results import publish_plate, publish_well
 from openhcs_rules.plate.naming import virtual_filename
 
 pytest_plugins = ["omero_standin.fixtures"]
@@ -51,7 +50,7 @@ def _annotations(session: OmeroSession, kind: str, object_id: int) -> dict[str, 
 def test_well_and_plate_results_are_linked_where_they_belong(omero_server, tmp_path: Path) -> None:
     plate = _plate(omero_server)
     for well in ("B03", "C04"):
-        publish_well(plate, well, _well_outputs(tmp_path / well, well, 7))
+        publish_well(plate, _well_outputs(tmp_path / well, well, 7))
     (tmp_path / "wells.csv").write_text("well,n_objects\nB03,7\nC04,7\n")
     (tmp_path / "objects.csv").write_text("plate,well\n")
     (tmp_path / "plate.json").write_text("{}")
@@ -71,10 +70,10 @@ def test_well_and_plate_results_are_linked_where_they_belong(omero_server, tmp_p
 def test_rerun_replaces_the_annotation_instead_of_adding_one(omero_server, tmp_path: Path) -> None:
     plate = _plate(omero_server, wells=("B03",))
     folder = _well_outputs(tmp_path / "B03", "B03", 7)
-    publish_well(plate, "B03", folder)
-    assert publish_well(plate, "B03", folder).files == {"objects.csv": "reused", "summary.json": "reused"}
+    publish_well(plate, folder)
+    assert publish_well(plate, folder).files == {"objects.csv": "reused", "summary.json": "reused"}
     (folder / "summary.json").write_text(json.dumps({"well": "B03", "n_objects": 9}))
-    assert publish_well(plate, "B03", folder).files["summary.json"] == "replaced"
+    assert publish_well(plate, folder).files["summary.json"] == "replaced"
     with OmeroSession(omero_server.params) as session:
         derived = ensure_derived_plate(session, plate)
         records = session.file_annotations("well", derived.wells["B03"], NS_RESULTS)
@@ -86,7 +85,7 @@ def test_rerun_replaces_the_annotation_instead_of_adding_one(omero_server, tmp_p
 
 def test_backend_paths_name_plate_well_and_image(omero_server, tmp_path: Path) -> None:
     plate = _plate(omero_server, wells=("B03",))
-    publish_well(plate, "B03", _well_outputs(tmp_path / "B03", "B03", 1))
+    publish_well(plate, _well_outputs(tmp_path / "B03", "B03", 1))
     backend = OmeroLocalBackend(plate)
     root = plate.root
     backend.write_bytes(b"a\tb\n1\t2\n", f"{root}/B03/B03_s001_cells.tsv")

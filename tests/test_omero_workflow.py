@@ -15,6 +15,7 @@ import pytest
 from openhcs_rules.demo.synthetic import generate_imagexpress_plate
 from openhcs_rules.formats.omero import OmeroFormatHandler
 from openhcs_rules.formats.registry import read_plane, register_handler
+from openhcs_rules.io.omero_local import publish_plate, publish_well
 from openhcs_rules.jobs.assemble import assemble_plate
 from openhcs_rules.jobs.discover import discover
 from openhcs_rules.jobs.illumination import estimate_plate_illumination
@@ -22,7 +23,6 @@ from openhcs_rules.jobs.process_well import process_well
 from openhcs_rules.omero.adapter import OmeroSession
 from openhcs_rules.omero.annotations import NS_RESULTS
 from openhcs_rules.omero.derived import ensure_derived_plate
-from openhcs_rules.omero.results import publish_plate, publish_well
 from openhcs_rules.plate.model import PlateStructure
 
 pytest_plugins = ["omero_standin.fixtures"]
@@ -39,7 +39,7 @@ def _run(plate_json: Path, out: Path, omero: bool) -> list[dict[str, str]]:
         well_dir = out / "wells" / well
         process_well(plate_json, well, PIPELINE, well_dir, out / "illumination.npz", None, "numpy", "disk", 1)
         if omero:
-            publish_well(plate_json, well, well_dir)
+            publish_well(plate_json, well_dir)
     assemble_plate(plate_json, out / "wells", out, backend="disk")
     if omero:
         publish_plate(plate_json, out)
@@ -98,9 +98,7 @@ def test_omero_plate_runs_through_the_same_jobs_as_a_disk_plate(omero_server, tm
             omero_server.server.query("SELECT COUNT(*) FROM annotation"),
         )
         for well in WELLS:
-            assert {s.action for s in publish_well(omero_json, well, tmp_path / "omero" / "wells" / well).sites} == {
-                "reused"
-            }
+            assert {s.action for s in publish_well(omero_json, tmp_path / "omero" / "wells" / well).sites} == {"reused"}
         publish_plate(omero_json, tmp_path / "omero")
         after = (
             omero_server.server.query("SELECT COUNT(*) FROM image"),

@@ -6,7 +6,8 @@ import numpy as np
 from ngff_validation import assert_valid_ngff_plate
 
 from openhcs_rules.formats.ome_zarr import OmeZarrHandler
-from openhcs_rules.io.zarr_plate import FieldData, assemble_plate_zarr, write_well_images
+from openhcs_rules.io.well_folder import Field
+from openhcs_rules.io.zarr_plate import assemble_plate_zarr, write_well_images
 from openhcs_rules.plate.model import ChannelInfo, PlateStructure
 
 
@@ -15,7 +16,7 @@ def _write(tmp_path):
     fields = {}
     for well in ("B02", "C03"):
         data = {
-            f: FieldData(
+            f: Field(
                 rng.random((1, 2, 3, 64, 48), dtype=np.float32), rng.integers(0, 9, (1, 3, 64, 48)).astype(np.int32)
             )
             for f in (0, 1)
@@ -91,7 +92,7 @@ def test_well_job_fields_with_metadata_are_valid_ngff_images(tmp_path):
     from openhcs_rules.io.zarr_plate import FieldDescription, open_well_group, write_field
 
     rng = np.random.default_rng(2)
-    data = FieldData(rng.random((1, 2, 1, 32, 32), dtype=np.float32), rng.integers(0, 5, (1, 1, 32, 32)))
+    data = Field(rng.random((1, 2, 1, 32, 32), dtype=np.float32), rng.integers(0, 5, (1, 1, 32, 32)))
     root = open_well_group(tmp_path / "images.zarr")
     write_field(root, 0, data, pyramid_levels=2, describe=FieldDescription("p", "B02", ["DAPI", "FITC"]))
     field = zarr.open_group(store=str(tmp_path / "images.zarr" / "0"), mode="r", zarr_format=3)
@@ -115,7 +116,7 @@ def test_wells_written_before_strict_ngff_still_assemble_into_a_valid_plate(tmp_
     from openhcs_rules.io.zarr_plate import FieldDescription, write_field
 
     _write(tmp_path)  # wells B02 and C03, without field metadata
-    data = FieldData(np.ones((1, 2, 3, 16, 16), np.float32), np.ones((1, 3, 16, 16), np.int32))
+    data = Field(np.ones((1, 2, 3, 16, 16), np.float32), np.ones((1, 3, 16, 16), np.int32))
     described = zarr.open_group(store=str(tmp_path / "D04"), mode="w", zarr_format=3)  # as big jobs write them
     write_field(described, 0, data, 2, FieldDescription("screen1", "D04", ["DAPI", "FITC"]))
     for well in ("B02", "D04"):

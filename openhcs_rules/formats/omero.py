@@ -1,4 +1,6 @@
-"""OMERO plates as a format: discovery from the server, plane reads through ``omero_local``'s reader.
+"""OMERO plates as a format: discovery from the server, plane reads by :func:`read_omero_plane`.
+
+:func:`read_omero_plane` is the one OMERO read path: the ``omero_local`` backend reads through it too.
 
 The plate's "root" is its URL, ``omero://user@host:4064/plate/42?data_dir=/OMERO`` (what
 :func:`openhcs_rules.omero.params.plate_url_from_config` builds from the screen config), never a folder.
@@ -9,13 +11,16 @@ well job can reconnect and read with nothing but that file and its own password 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
 from openhcs_rules.errors import ImageReadError
 from openhcs_rules.formats.base import FormatHandler
 from openhcs_rules.plate.model import ImageStructure, PlateStructure
+
+if TYPE_CHECKING:
+    from openhcs_rules.omero.reader import PlaneReader
 
 
 class OmeroFormatHandler(FormatHandler):
@@ -37,16 +42,22 @@ class OmeroFormatHandler(FormatHandler):
         return load_plate_structure(params, plate_id, plate_name)
 
     def read_plane(self, plate: PlateStructure, image: ImageStructure) -> np.ndarray:
-        from openhcs_rules.omero.reader import reader_for
-        from openhcs_rules.omero.structure import image_info, omero_meta, plate_params
+        return read_omero_plane(plate, image)
 
+
+def read_omero_plane(plate: PlateStructure, image: ImageStructure, reader: PlaneReader | None = None) -> np.ndarray:
+    """The one OMERO plane read: through ``reader``, else the process's shared reader for the plate."""
+    from openhcs_rules.omero.reader import reader_for
+    from openhcs_rules.omero.structure import image_info, omero_meta, plate_params
+
+    if reader is None:
         params, plate_id = plate_params(plate)
         reader = reader_for(omero_meta(plate)["url"], params, plate_id)
-        t, c, z = image.index or (0, 0, 0)
-        plane = reader.read(image_info(plate, image), z, c, t)
-        if plate.image_shape is not None and tuple(plane.shape) != tuple(plate.image_shape):
-            raise ImageReadError(
-                f"OMERO {image.source} of plate {plate.name} is {plane.shape} pixels, the plate's images are "
-                f"{tuple(plate.image_shape)}: rerun discovery"
-            )
-        return plane
+    t, c, z = image.index or (0, 0, 0)
+    plane = reader.read(image_info(plate, image), z, c, t)
+    if plate.image_shape is not None and tuple(plane.shape) != tuple(plate.image_shape):
+        raise ImageReadError(
+            f"OMERO {image.source} of plate {plate.name} is {plane.shape} pixels, the plate's images are "
+            f"{tuple(plate.image_shape)}: rerun discovery"
+        )
+    return plane

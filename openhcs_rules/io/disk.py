@@ -3,16 +3,32 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from openhcs_rules.core.files import atomic_path, atomic_write_bytes
 from openhcs_rules.errors import ImageReadError
 from openhcs_rules.io.base import StorageBackend
+from openhcs_rules.plate.model import PlateStructure
+
+if TYPE_CHECKING:
+    from openhcs_rules.io.well_folder import WellFolder
 
 
 class DiskBackend(StorageBackend):
+    """Well images as one TIFF per plane (``images/``); the plate's are hard links under ``images/<well>/``."""
+
     name = "disk"
+    layout = "disk"
+
+    def assemble_images(self, plate: PlateStructure, folders: dict[str, WellFolder], out_dir: Path) -> None:
+        from openhcs_rules.io.zarr_plate import link_tree
+
+        with atomic_path(out_dir / "images") as tmp:
+            tmp.mkdir()
+            for well, folder in folders.items():
+                link_tree(folder.images, tmp / well)
 
     def exists(self, path: str) -> bool:
         return Path(path).exists()
@@ -44,3 +60,16 @@ class DiskBackend(StorageBackend):
 
     def write_bytes(self, data: bytes, path: str) -> None:
         atomic_write_bytes(path, data)
+
+
+class ZarrBackend(DiskBackend):
+    """Well images as a zarr v3 group per well (``images.zarr``); the plate's as one OME-Zarr plate."""
+
+    name = "zarr"
+    layout = "zarr"
+
+    def assemble_images(self, plate: PlateStructure, folders: dict[str, WellFolder], out_dir: Path) -> None:
+        from openhcs_rules.io.zarr_plate import assemble_plate_zarr
+
+        names = [plate.channel(i).name for i in plate.channel_indices]
+        assemble_plate_zarr(out_dir / "plate.ome.zarr", plate, {w: f.images for w, f in folders.items()}, names)

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from openhcs_rules.core.files import atomic_path
+from openhcs_rules.io.well_folder import Field
 from openhcs_rules.plate.model import PlateStructure
 from openhcs_rules.plate.naming import parse_well_name, row_name
 
@@ -31,14 +32,6 @@ IMAGE_AXES = ("t", "c", "z", "y", "x")
 LABEL_AXES = ("t", "c", "z", "y", "x")  # NGFF labels keep the image's axes with c of size 1
 LABEL_NAME = "nuclei"
 _COLORS = ("0000FF", "00FF00", "FF0000", "FF00FF", "FFFF00", "00FFFF")
-
-
-@dataclass
-class FieldData:
-    """Pixels of one field (site) of a well: image (t, c, z, y, x) and optional labels (t, z, y, x)."""
-
-    image: np.ndarray
-    labels: np.ndarray | None = None
 
 
 def _pyramid(array: np.ndarray, levels: int, labels: bool) -> list[np.ndarray]:
@@ -106,7 +99,7 @@ class FieldDescription:
 
 
 def write_field(
-    root: Any, index: int, data: FieldData, pyramid_levels: int = 3, describe: FieldDescription | None = None
+    root: Any, index: int, data: Field, pyramid_levels: int = 3, describe: FieldDescription | None = None
 ) -> None:
     """Write one field's image pyramid (and label pyramid) as ``<index>/<level>`` arrays of ``root``.
 
@@ -125,7 +118,7 @@ def write_field(
         write_field_metadata(group, str(index), describe)
 
 
-def write_well_images(out_dir: str | Path, fields: dict[int, FieldData], pyramid_levels: int = 3) -> None:
+def write_well_images(out_dir: str | Path, fields: dict[int, Field], pyramid_levels: int = 3) -> None:
     """Write one well's fields as zarr v3 arrays ``<field>/<level>`` (and ``<field>/labels/nuclei/<level>``).
 
     Atomic: written under a temporary name and renamed, so a killed job leaves nothing that looks done.

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import logging
 from pathlib import Path
 from typing import Any
 
-from openhcs_rules.core.files import atomic_path, atomic_write_bytes, remove_stale_temps
+from openhcs_rules.core.files import atomic_write_bytes, remove_stale_temps
+from openhcs_rules.io.registry import backend_for
+from openhcs_rules.io.well_folder import WellFolder
 from openhcs_rules.jobs.heatmap import plot_heatmap
 from openhcs_rules.plate.model import PlateStructure
 from openhcs_rules.plate.naming import parse_well_name, row_name
@@ -33,18 +34,18 @@ def true_counts(plate: PlateStructure) -> dict[tuple[str, int], int] | None:
     }
 
 
-def concat_objects(plate_name: str, well_dirs: dict[str, Path], out_csv: str | Path) -> int:
+def concat_objects(plate_name: str, folders: dict[str, WellFolder], out_csv: str | Path) -> int:
     """Concatenate the wells' objects.csv (same columns by construction) into one file; return row count."""
     header: list[str] | None = None
     lines: list[str] = []
-    for well in sorted(well_dirs, key=parse_well_name):
-        text = (well_dirs[well] / "objects.csv").read_text().splitlines()
+    for well in sorted(folders, key=parse_well_name):
+        text = folders[well].objects_csv.read_text().splitlines()
         if not text:
             continue
         if header is None:
             header = text[0].split(",")
         elif text[0].split(",") != header:
-            raise ValueError(f"{well_dirs[well] / 'objects.csv'} has different columns than the other wells")
+            raise ValueError(f"{folders[well].objects_csv} has different columns than the other wells")
         lines.extend(text[1:])
     atomic_write_bytes(out_csv, ("\n".join([",".join(header or [])] + lines) + "\n").encode())
     return len(lines)
@@ -81,7 +82,7 @@ def timepoint_summaries(
         raise ValueError(f"summary of {well} has no per-timepoint figures and no wells folder was given")
     from openhcs_rules.jobs.process_well import summarise_timepoints
 
-    return summarise_timepoints(read_objects(Path(wells_dir) / well / "objects.csv"), plate, well)
+    return summarise_timepoints(read_objects(WellFolder(Path(wells_dir) / well).objects_csv), plate, well)
 
 
 def well_rows(
@@ -137,40 +138,25 @@ def write_wells_csv(rows: list[dict[str, Any]], path: str | Path) -> None:
     atomic_write_bytes(path, buffer.getvalue().encode())
 
 
-def link_tiff_images(well_dirs: dict[str, Path], out_dir: str | Path) -> None:
-    """Disk backend: gather each well's TIFFs under ``images/<well>/`` (hard links, no pixel copy)."""
-    from openhcs_rules.io.zarr_plate import link_tree
-
-    with atomic_path(out_dir) as tmp:
-        tmp.mkdir()
-        for well, folder in well_dirs.items():
-            link_tree(folder / "images", tmp / well)
-
-
 def assemble_plate(
     plate_json: str | Path, wells_dir: str | Path, out_dir: str | Path, backend: str = "zarr"
 ) -> list[dict[str, Any]]:
     """Everything per plate: images, objects.csv, wells.csv and heatmap.png under ``out_dir``."""
     plate = PlateStructure.load_json(plate_json)
     out = Path(out_dir)
-    well_dirs = {well: Path(wells_dir) / well for well in plate.well_names}
-    summaries = {w: json.loads((d / "summary.json").read_text()) for w, d in well_dirs.items()}
+    storage = backend_for(plate, backend)
+    folders = {well: storage.well_folder(Path(wells_dir) / well) for well in plate.well_names}
+    summaries = {w: folder.read_summary() for w, folder in folders.items()}
     # a killed assembly's temp plate is never renamed into place; this job owns these outputs, so clear it
     remove_stale_temps(*(out / name for name in PLATE_OUTPUTS))
-    if backend == "zarr":
-        from openhcs_rules.io.zarr_plate import assemble_plate_zarr
-
-        names = [plate.channel(i).name for i in plate.channel_indices]
-        assemble_plate_zarr(out / "plate.ome.zarr", plate, {w: d / "images.zarr" for w, d in well_dirs.items()}, names)
-    else:
-        link_tiff_images(well_dirs, out / "images")
-    n_objects = concat_objects(plate.name, well_dirs, out / "objects.csv")
+    storage.assemble_images(plate, folders, out)  # plate.ome.zarr, or images/<well>/ TIFFs
+    n_objects = concat_objects(plate.name, folders, out / "objects.csv")
     rows = well_rows(plate, summaries, wells_dir)
     write_wells_csv(rows, out / "wells.csv")
     plot_heatmap(plate, rows, out / "heatmap.png")
-    if plate.format == "omero":  # derived plate + tables as FileAnnotations on the server
-        from openhcs_rules.omero.results import publish_plate
-
-        publish_plate(plate_json, out)
+    try:
+        storage.save_plate(plate, out)  # a server backend attaches the tables to its copy of the plate
+    finally:
+        storage.close()
     log.info("%s: %d wells, %d timepoints, %d objects", plate.name, len(summaries), len(plate.timepoints), n_objects)
     return rows

@@ -50,9 +50,11 @@ def estimate_plate_illumination(
     plate: PlateStructure, out_npz: str | Path, max_images: int = 64, min_images: int = MIN_IMAGES_FOR_FLAT_FIELD
 ) -> dict[int, np.ndarray]:
     """Estimate and save ``{channel: profile}`` (profiles have mean 1) as an .npz keyed ``channel_<n>``."""
-    from openhcs_rules.formats.registry import read_plane
     from openhcs_rules.functions.illumination import estimate_illumination
+    from openhcs_rules.io.registry import backend_for
 
+    backend = backend_for(plate)  # planes are read through the plate's backend, like the well jobs'
+    read_plane = backend.load_plane
     profiles: dict[int, np.ndarray] = {}
     for channel in plate.channel_indices:
         images = sample_images(plate, channel, max_images)

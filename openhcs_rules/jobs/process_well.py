@@ -7,13 +7,10 @@ atomically: a job killed half-way leaves no summary, and Snakemake reruns that w
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import logging
 import time
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +18,9 @@ from typing import Any
 import numpy as np
 
 from openhcs_rules.core.arrays import resolve_memory_type
-from openhcs_rules.core.files import atomic_path, atomic_write_bytes, atomic_write_text, remove_stale_temps
+from openhcs_rules.io.base import StorageBackend
+from openhcs_rules.io.registry import backend_for
+from openhcs_rules.io.well_folder import WellFolder
 from openhcs_rules.jobs.options import WellJobOptions
 from openhcs_rules.pipeline.executor import PlaneKey, RunContext, WellResult, run_pipeline
 from openhcs_rules.pipeline.model import Pipeline
@@ -30,14 +29,16 @@ from openhcs_rules.plate.model import PlateStructure, WellStructure
 log = logging.getLogger(__name__)
 
 
-def read_well_planes(plate: PlateStructure, well: WellStructure, site: int | None = None) -> dict[PlaneKey, np.ndarray]:
-    from openhcs_rules.formats.registry import read_plane
-
+def read_well_planes(
+    plate: PlateStructure, well: WellStructure, site: int | None = None, backend: StorageBackend | None = None
+) -> dict[PlaneKey, np.ndarray]:
+    """The well's planes (one site's, with ``site``), read through the plate's backend."""
+    backend = backend if backend is not None else backend_for(plate)
     planes = {}
     for image in well.images:
         if site is None or image.key.site == site:
             k = image.key
-            planes[(k.site, k.channel, k.z, k.t)] = read_plane(plate, image)
+            planes[PlaneKey(k.site, k.channel, k.z, k.t)] = backend.load_plane(plate, image)
     return planes
 
 
@@ -46,7 +47,11 @@ def _stacks_sites(pipeline: Pipeline) -> bool:
 
 
 def iter_site_results(
-    plate: PlateStructure, well_name: str, pipeline: Pipeline, context: RunContext
+    plate: PlateStructure,
+    well_name: str,
+    pipeline: Pipeline,
+    context: RunContext,
+    backend: StorageBackend | None = None,
 ) -> Iterator[WellResult]:
     """Yield the pipeline's result site by site (or once for the well when a step stacks over sites).
 
@@ -57,162 +62,32 @@ def iter_site_results(
         known = ", ".join(plate.well_names)
         raise KeyError(f"well {well_name} is not in plate {plate.name} (wells: {known}); rerun discovery")
     well = plate.wells[well_name]
+    backend = backend if backend is not None else backend_for(plate)
     if _stacks_sites(pipeline):
-        yield run_pipeline(pipeline, read_well_planes(plate, well), context)
+        yield run_pipeline(pipeline, read_well_planes(plate, well, None, backend), context)
         return
     sites = well.sites
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch") as pool:
-        pending = pool.submit(read_well_planes, plate, well, sites[0])
+        pending = pool.submit(read_well_planes, plate, well, sites[0], backend)
         for index in range(len(sites)):
             planes = pending.result()
             if index + 1 < len(sites):
-                pending = pool.submit(read_well_planes, plate, well, sites[index + 1])
+                pending = pool.submit(read_well_planes, plate, well, sites[index + 1], backend)
             yield run_pipeline(pipeline, planes, context)
-
-
-class WellImageSink:
-    """Writes each site's images as soon as it is computed, in a background thread, into one atomic folder.
-
-    Compression and file writes overlap the next site's processing; the folder only appears under its
-    final name (``images.zarr`` or ``images``) once every site is written, so a killed job leaves nothing
-    that looks complete.
-    """
-
-    def __init__(
-        self, folder: str | Path, backend: str, well_name: str, pyramid_levels: int, describe: Any = None
-    ) -> None:
-        self.folder, self.backend, self.well_name, self.levels = Path(folder), backend, well_name, pyramid_levels
-        self.describe = describe  # a zarr_plate.FieldDescription: write each field's NGFF metadata too
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="writer")
-        self._futures: list[Future[None]] = []
-
-    def __enter__(self) -> WellImageSink:
-        self._atomic = atomic_path(self.folder)
-        self._tmp = self._atomic.__enter__()
-        try:
-            self._open()
-        except BaseException as error:  # a full disk already here: no temp folder left, the error names it
-            self._pool.shutdown(wait=False)
-            self._atomic.__exit__(type(error), error, error.__traceback__)
-            raise
-        return self
-
-    def _open(self) -> None:
-        if self.backend == "zarr":
-            from openhcs_rules.io.zarr_plate import open_well_group
-
-            self._root = open_well_group(self._tmp)
-        else:
-            self._tmp.mkdir()
-
-    def submit(self, result: WellResult) -> None:
-        if self.backend == "zarr":
-            from openhcs_rules.io.zarr_plate import FieldData, write_field
-
-            for site, (image, labels) in _field_arrays(result).items():
-                data = FieldData(image, labels)
-                job = self._pool.submit(write_field, self._root, site - 1, data, self.levels, self.describe)
-                self._futures.append(job)
-        else:
-            self._futures.append(self._pool.submit(_write_tiffs, result, self._tmp, self.well_name))
-
-    def __exit__(self, kind: Any, error: Any, trace: Any) -> None:
-        self._pool.shutdown(wait=True)
-        failure = error
-        if failure is None:
-            for job in self._futures:
-                if job.exception() is not None:
-                    failure = job.exception()
-                    break
-        if failure is None:
-            self._atomic.__exit__(None, None, None)
-        else:
-            self._atomic.__exit__(type(failure), failure, failure.__traceback__)
-            if error is None:
-                raise failure
-
-
-def _field_arrays(result: WellResult) -> dict[int, tuple[np.ndarray, np.ndarray | None]]:
-    """Per site: image (t, c, z, y, x) and labels (t, z, y, x) from the result's plane dicts."""
-    fields = {}
-    for site in sorted({k[0] for k in result.images}):
-        keys = [k for k in result.images if k[0] == site]
-        channels = sorted({k[1] for k in keys})
-        zs = sorted({k[2] for k in keys})
-        ts = sorted({k[3] for k in keys})
-        shape = next(iter(result.images.values())).shape
-        image = np.zeros((len(ts), len(channels), len(zs), *shape), dtype=np.float32)
-        for (s, c, z, t), plane in result.images.items():
-            if s == site:
-                image[ts.index(t), channels.index(c), zs.index(z)] = plane
-        labels = None
-        label_keys = [k for k in result.labels if k[0] == site]
-        if label_keys:
-            lz = sorted({k[1] for k in label_keys})
-            lt = sorted({k[2] for k in label_keys})
-            if lz == zs and lt == ts:
-                labels = np.zeros((len(ts), len(zs), *shape), dtype=np.int32)
-                for (s, z, t), plane in result.labels.items():
-                    if s == site:
-                        labels[ts.index(t), zs.index(z)] = plane
-        fields[site] = (image, labels)
-    return fields
-
-
-_IMAGE_FOLDERS = {"zarr": "images.zarr", "disk": "images"}
-_TABLES = ("objects.csv", "summary.json")
-
-
-def clear_interrupted_writes(out: Path) -> None:
-    """Remove the temporaries that a killed run of this well left in its folder (its outputs only).
-
-    A SIGKILLed job cannot clean up, and its half-written ``.images.zarr.<random>.tmp`` (a whole well's
-    pixels) would otherwise outlive every successful rerun. The well's job owns this folder, so nothing
-    else is writing these targets now.
-    """
-    remove_stale_temps(*(out / name for name in (*_IMAGE_FOLDERS.values(), *_TABLES)))
 
 
 def write_tables(
     objects: list[dict[str, Any]],
     plate: PlateStructure,
-    well_name: str,
-    out: Path,
+    folder: WellFolder,
     elapsed_s: float | None,
     extra_summary: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """``objects.csv`` then ``summary.json`` (last: its presence means the well is complete)."""
-    write_objects_csv(objects, out / "objects.csv", plate.name, well_name)
-    summary = {**summarise_well(objects, plate, well_name, elapsed_s), **(extra_summary or {})}
-    atomic_write_text(out / "summary.json", json.dumps(summary, indent=1))
+    folder.write_objects(objects, plate.name)
+    summary = {**summarise_well(objects, plate, folder.well, elapsed_s), **(extra_summary or {})}
+    folder.write_summary(summary)
     return summary
-
-
-def _write_tiffs(result: WellResult, folder: Path, well_name: str) -> None:
-    """One TIFF per processed plane (and per label image) with canonical virtual names."""
-    from openhcs_rules.io.disk import DiskBackend
-    from openhcs_rules.plate.naming import virtual_filename
-
-    disk = DiskBackend()
-    for (site, channel, z, t), plane in sorted(result.images.items()):
-        disk.save_image(plane, str(folder / virtual_filename(well_name, site, channel, z, t)))
-    for (site, z, t), labels in sorted(result.labels.items()):
-        name = virtual_filename(well_name, site, 1, z, t).replace("_w1_", "_labels_")
-        disk.save_image(labels, str(folder / name))
-
-
-OBJECT_COLUMNS = ("plate", "well", "site", "z", "t", "label", "area_px", "centroid_y", "centroid_x")
-
-
-def write_objects_csv(objects: list[dict[str, Any]], path: str | Path, plate: str, well: str) -> None:
-    extra = sorted({k for row in objects for k in row} - set(OBJECT_COLUMNS))
-    columns = list(OBJECT_COLUMNS) + extra
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    for row in objects:
-        writer.writerow({"plate": plate, "well": well, **row})
-    atomic_write_bytes(path, buffer.getvalue().encode())
 
 
 def summarise_well(
@@ -300,12 +175,22 @@ class WellJobInputs:
     pipeline: Pipeline
     context: RunContext
     options: WellJobOptions = field(default_factory=WellJobOptions)
-    plate_json: Path | None = None  # for OMERO write-back
+    #: what the job reads planes and saves results through; default: the plate's, for ``options.backend``
+    storage: StorageBackend | None = None
     #: write each field's NGFF metadata in this job (see process_wells.FIELD_METADATA_MIN_FIELDS); else the
     #: plate's assembly job writes it
     describe_fields: bool = False
     _streamer: Any = field(default=None, init=False, repr=False)
     _streamer_tried: bool = field(default=False, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.storage is None:
+            self.storage = backend_for(self.plate, self.options.backend)
+
+    @property
+    def backend(self) -> StorageBackend:
+        assert self.storage is not None  # set by __post_init__
+        return self.storage
 
     def streamer_for(self, well: str) -> Any:
         """The job's one viewer connection (made at the first well, then relabelled per well), or None.
@@ -331,10 +216,11 @@ class WellJobInputs:
         return self._streamer
 
     def close(self) -> None:
-        """Flush and close the viewer connection (bounded wait for outstanding acks)."""
+        """Flush and close the viewer connection (bounded wait for outstanding acks) and the backend's."""
         if self._streamer is not None:
             self._streamer.close()
             self._streamer = None
+        self.backend.close()
 
     @classmethod
     def load(
@@ -361,7 +247,7 @@ class WellJobInputs:
             illumination=load_illumination(options.illumination) if options.illumination else {},
             nuclei_channel=options.nuclei_channel,
         )
-        return cls(plate, load_pipeline(pipeline_path), context, options, Path(plate_json))
+        return cls(plate, load_pipeline(pipeline_path), context, options)
 
 
 def run_well(
@@ -369,34 +255,30 @@ def run_well(
 ) -> dict[str, Any]:
     """Process one well with inputs already loaded: images, objects.csv, then summary.json (last)."""
     start = time.perf_counter()
-    plate, context, backend = inputs.plate, inputs.context, inputs.options.backend
-    out = Path(out_dir)
+    plate, context, backend = inputs.plate, inputs.context, inputs.backend
+    folder = backend.well_folder(out_dir, well)
     objects: list[dict[str, Any]] = []
-    clear_interrupted_writes(out)
+    folder.clear_interrupted_writes()
     context.on_step = inputs.streamer_for(well)
     try:
         describe = None
-        if inputs.describe_fields and backend == "zarr":
+        if inputs.describe_fields and folder.layout == "zarr":
             from openhcs_rules.io.zarr_plate import FieldDescription
 
             describe = FieldDescription.of(plate, well, list(context.channel_names.values()))
-        folder = out / _IMAGE_FOLDERS[backend]
-        with WellImageSink(folder, backend, well, inputs.options.pyramid_levels, describe) as sink:
-            for part in iter_site_results(plate, well, inputs.pipeline, context):
-                sink.submit(part)  # written in the background while the next site computes
+        with folder.image_writer(inputs.options.pyramid_levels, describe) as writer:
+            for part in iter_site_results(plate, well, inputs.pipeline, context, backend):
+                writer.submit(part)  # written in the background while the next site computes
                 objects.extend(part.objects)
     finally:
         context.on_step = None
     elapsed = time.perf_counter() - start
-    summary = write_tables(objects, plate, well, out, elapsed, extra_summary)
-    if plate.format == "omero":  # OMERO plates always write back to OMERO, whatever output.backend says
-        from openhcs_rules.omero.results import publish_well
-
-        try:
-            publish_well(inputs.plate_json if inputs.plate_json is not None else plate, well, out)
-        except BaseException:
-            (out / "summary.json").unlink(missing_ok=True)  # not published = not done: a rerun redoes it
-            raise
+    summary = write_tables(objects, plate, folder, elapsed, extra_summary)
+    try:
+        backend.save_well(plate, folder)  # a server backend copies the folder; local backends: nothing to do
+    except BaseException:
+        folder.mark_not_done()  # not saved = not done: a rerun redoes it
+        raise
     log.info("%s %s: %d objects in %.2f s on %s", plate.name, well, summary["n_objects"], elapsed, context.memory_type)
     return summary
 

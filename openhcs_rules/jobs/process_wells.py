@@ -23,8 +23,9 @@ from typing import Any
 
 from openhcs_rules.core.files import atomic_write_text, remove_stale_temps
 from openhcs_rules.errors import OpenHCSError
+from openhcs_rules.io.well_folder import WellFolder
 from openhcs_rules.jobs.options import WellJobOptions
-from openhcs_rules.jobs.process_well import _IMAGE_FOLDERS, WellJobInputs, run_well
+from openhcs_rules.jobs.process_well import WellJobInputs, run_well
 from openhcs_rules.plate.chunks import wells_in_chunk
 from openhcs_rules.plate.model import PlateStructure
 
@@ -62,17 +63,6 @@ def run_key(files: list[str | Path | None], options: dict[str, Any]) -> str:
     return digest.hexdigest()[:32]
 
 
-def well_is_done(well_dir: Path, backend: str, key: str) -> bool:
-    """True when the well's summary.json was written by a run with this key and its images are there."""
-    summary = well_dir / "summary.json"
-    if not summary.exists() or not (well_dir / _IMAGE_FOLDERS[backend]).exists():
-        return False
-    try:
-        return json.loads(summary.read_text()).get("run_key") == key
-    except (OSError, ValueError):
-        return False
-
-
 def process_wells(
     plate_json: str | Path,
     chunk: str,
@@ -92,7 +82,8 @@ def process_wells(
     plate = PlateStructure.load_json(plate_json)
     wells = wells_in_chunk(plate.well_names, chunk)
     key = well_run_key(plate_json, pipeline_path, options)
-    todo = [w for w in wells if not well_is_done(Path(wells_dir) / w, options.backend, key)]
+    folders = {w: WellFolder(Path(wells_dir) / w, options.backend) for w in wells}
+    todo = [w for w in wells if not folders[w].is_done(key)]
     for well in wells:
         if well not in todo:
             log.info("%s %s: already done by an earlier run with the same inputs; skipped", plate.name, well)
@@ -103,7 +94,7 @@ def process_wells(
         try:
             for well in todo:
                 try:
-                    run_well(inputs, well, Path(wells_dir) / well, {"run_key": key})
+                    run_well(inputs, well, folders[well].path, {"run_key": key})
                 except Exception as exc:  # noqa: BLE001 - one bad well must not stop the chunk's other wells
                     log.exception("%s %s failed", plate.name, well)
                     failures[well] = f"{type(exc).__name__}: {exc}"
@@ -117,7 +108,7 @@ def process_wells(
             f"are processed again."
         )
     remove_stale_temps(manifest)  # this chunk job owns its manifest: clear what a killed run of it left
-    summaries = {w: json.loads((Path(wells_dir) / w / "summary.json").read_text()) for w in wells}
+    summaries = {w: folders[w].read_summary() for w in wells}
     result = {"plate": plate.name, "chunk": chunk, "wells": wells, "run_key": key, "summaries": summaries}
     atomic_write_text(manifest, json.dumps(result, indent=1))
     return result

@@ -13,7 +13,7 @@ import inspect
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 
@@ -24,8 +24,25 @@ from openhcs_rules.pipeline.registry import get_function
 
 log = logging.getLogger(__name__)
 
-PlaneKey = tuple[int, int, int, int]  # (site, channel, z, t)
-_POS = {name: i for i, name in enumerate(STACK_COMPONENTS)}
+
+class PlaneKey(NamedTuple):
+    """Where one image plane of a well sits: field (site), channel, z plane and timepoint (all 1-based)."""
+
+    site: int
+    channel: int
+    z: int
+    t: int
+
+
+class LabelKey(NamedTuple):
+    """Where one label plane of a well sits: labels are per field, z plane and timepoint, not per channel."""
+
+    site: int
+    z: int
+    t: int
+
+
+assert PlaneKey._fields == STACK_COMPONENTS, "PlaneKey's fields are the stack components, in order"
 
 
 @dataclass
@@ -33,7 +50,7 @@ class WellResult:
     """Everything a pipeline produced for one well."""
 
     images: dict[PlaneKey, Any]
-    labels: dict[tuple[int, int, int], Any] = field(default_factory=dict)  # (site, z, t) -> 2D int32
+    labels: dict[LabelKey, Any] = field(default_factory=dict)  # 2D int32 label planes
     objects: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -70,15 +87,12 @@ def _group(keys: Iterable[PlaneKey], variable: list[str]) -> dict[tuple[int, ...
     fixed = [c for c in STACK_COMPONENTS if c not in variable]
     groups: dict[tuple[int, ...], list[PlaneKey]] = {}
     for key in sorted(keys):
-        groups.setdefault(tuple(key[_POS[c]] for c in fixed), []).append(key)
+        groups.setdefault(tuple(getattr(key, c) for c in fixed), []).append(key)
     return groups
 
 
 def _collapse(key: PlaneKey, variable: list[str]) -> PlaneKey:
-    values = list(key)
-    for component in variable:
-        values[_POS[component]] = 1
-    return tuple(values)  # type: ignore[return-value]  # four components in, four out
+    return key._replace(**{component: 1 for component in variable})
 
 
 def _stack(result: WellResult, keys: list[PlaneKey], memory_type: str) -> Any:
@@ -100,7 +114,7 @@ def _call_image_step(
     stack = _stack(result, keys, memory_type)
     call_kwargs = dict(kwargs)
     if "illumination" in inspect.signature(func).parameters:
-        channels = {k[_POS["channel"]] for k in keys}
+        channels = {k.channel for k in keys}
         if len(channels) != 1:
             raise PipelineError(
                 f"step {step.label!r}: flat-field needs one channel per stack; drop 'channel' from variable_components"
@@ -134,7 +148,7 @@ def run_step(step: Step, result: WellResult, context: RunContext) -> None:
     keys = list(result.images)
     if step.channel is not None:
         channel = context.resolve_channel(step.channel, step)
-        keys = [k for k in keys if k[1] == channel]
+        keys = [k for k in keys if k.channel == channel]
     if isinstance(step.func, dict):
         names = {context.resolve_channel(ch, step): name for ch, name in step.func.items()}
     else:
@@ -147,7 +161,7 @@ def run_step(step: Step, result: WellResult, context: RunContext) -> None:
     replaced: set[PlaneKey] = set()
     for group_keys in _group(keys, step.variable_components).values():
         if names is not None:
-            channels = {k[1] for k in group_keys}
+            channels = {k.channel for k in group_keys}
             if len(channels) != 1:
                 raise PipelineError(
                     f"step {step.label!r}: group_by='channel' needs 'channel' out of variable_components"
@@ -164,7 +178,7 @@ def run_step(step: Step, result: WellResult, context: RunContext) -> None:
             stack = _stack(result, group_keys, memory_type)
             labels = _labels_of(func(stack, **step.kwargs), step, len(group_keys))
             for key, plane in zip(group_keys, labels, strict=True):
-                result.labels[(key[0], key[2], key[3])] = plane.astype(np.int32, copy=False)
+                result.labels[LabelKey(key.site, key.z, key.t)] = plane.astype(np.int32, copy=False)
                 if context.on_step:
                     context.on_step(step, key, plane)
             continue
@@ -182,15 +196,15 @@ def run_step(step: Step, result: WellResult, context: RunContext) -> None:
 def _run_measure(step: Step, result: WellResult, context: RunContext) -> None:
     spec = get_function(step.function_names()[0])
     func = spec.load()
-    channels = sorted({k[1] for k in result.images})
+    channels = sorted({k.channel for k in result.images})
     names = [context.channel_names.get(c, f"w{c}") for c in channels]
     for (site, z, t), labels in sorted(result.labels.items()):
         planes = []
         for channel in channels:
-            plane = result.images.get((site, channel, z, t))
+            plane = result.images.get(PlaneKey(site, channel, z, t))
             if plane is None:
                 # the image was projected (z collapsed to 1) after segmentation, or the other way round
-                plane = result.images.get((site, channel, 1, t))
+                plane = result.images.get(PlaneKey(site, channel, 1, t))
             if plane is None:
                 raise PipelineError(
                     f"step {step.label!r}: no channel {channel} image at site {site}, z {z}, t {t} to measure"
@@ -203,7 +217,7 @@ def _run_measure(step: Step, result: WellResult, context: RunContext) -> None:
 
 def run_pipeline(pipeline: Pipeline, planes: dict[PlaneKey, np.ndarray], context: RunContext) -> WellResult:
     """Run every step on one well's planes; images come back as host (numpy) float32 arrays."""
-    result = WellResult(images={k: v.astype(np.float32, copy=False) for k, v in planes.items()})
+    result = WellResult(images={PlaneKey(*k): v.astype(np.float32, copy=False) for k, v in planes.items()})
     for step in pipeline.steps:
         log.debug("step %s on %d planes", step.label, len(result.images))
         run_step(step, result, context)
