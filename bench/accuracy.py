@@ -13,10 +13,14 @@ Every image goes through what the default pipeline (config/pipelines/nuclei_coun
 plane: subtract_background (radius 50), denoise (gaussian 0.5), segment_nuclei (defaults). Flat-field
 correction is left out: it needs many images of a plate, and these are single images.
 
+Small nuclei: the tuning image block-averaged 2x and 3x (nuclei ~12 and ~8 px wide; labels sampled at the
+block centres) and ``--fields`` small synthetic fields (256x256, nuclei 7-11 px, faint cytoplasm haze, no arc).
+
 Metrics per image: count error (objects - true) / true; F1 at IoU 0.5 (a predicted and a true object
 match when their IoU > 0.5, which makes the matching one-to-one); mean IoU (over true objects, each with
 its best-overlapping predicted object, 0 when missed); foreground area ratio (predicted / true pixels).
-For empty fields: objects per field.
+For empty fields: objects per field. Error types (:func:`error_types`), to show where the count and F1
+errors come from: merges / splits / misses / false positives.
 
 Well-edge arcs (measured while trying to merge the arc's pieces): the watershed cut a bright well-edge arc
 into 4-8 pieces, each as large as a "typical nucleus" (its width sets the estimated diameter). Pairwise
@@ -98,6 +102,40 @@ def match(truth: np.ndarray, predicted: np.ndarray, threshold: float = 0.5) -> d
     }
 
 
+def error_types(truth: np.ndarray, predicted: np.ndarray) -> dict[str, int]:
+    """Where the count and F1 errors come from: merges, splits, misses and false positives.
+
+    A true object is *covered* by the predicted object holding >= half of its pixels, and a predicted object
+    *lies on* the true object holding >= half of its pixels (each has at most one). ``merges``: true nuclei
+    lost because they are covered by a predicted object that covers another one too (a prediction covering k
+    nuclei counts k - 1); ``splits``: extra predicted pieces lying on one true nucleus (k pieces count k - 1);
+    ``misses``: true nuclei covered by no predicted object (not detected, or cut into pieces none of which
+    holds half of it); ``false_pos``: predicted objects lying on no true nucleus (background, or straddling).
+    """
+    t = np.unique(truth.ravel(), return_inverse=True)[1].reshape(truth.shape)
+    p = np.unique(predicted.ravel(), return_inverse=True)[1].reshape(predicted.shape)
+    if not (truth == 0).any():
+        t = t + 1
+    if not (predicted == 0).any():
+        p = p + 1
+    n_true, n_pred = int(t.max()), int(p.max())
+    inter = np.bincount(t.ravel() * (n_pred + 1) + p.ravel(), minlength=(n_true + 1) * (n_pred + 1))
+    inter = inter.reshape(n_true + 1, n_pred + 1)[1:, 1:]
+    if n_true == 0 or n_pred == 0:
+        return {"merges": 0, "splits": 0, "misses": n_true, "false_pos": n_pred}
+    area_t, area_p = np.bincount(t.ravel())[1:], np.bincount(p.ravel())[1:]
+    cover = np.where(inter.max(1) * 2 >= area_t, inter.argmax(1), -1)  # per true object
+    lies = np.where(inter.max(0) * 2 >= area_p, inter.argmax(0), -1)  # per predicted object
+    covered = np.bincount(cover[cover >= 0], minlength=n_pred)
+    pieces = np.bincount(lies[lies >= 0], minlength=n_true)
+    return {
+        "merges": int(np.maximum(covered - 1, 0).sum()),
+        "splits": int(np.maximum(pieces - 1, 0).sum()),
+        "misses": int((cover < 0).sum()),
+        "false_pos": int((lies < 0).sum()),
+    }
+
+
 def load_baseline(revision: str) -> Callable[..., Any] | None:
     """segment_nuclei of ``revision`` (git show into a temporary module); None when git cannot."""
     try:
@@ -130,6 +168,50 @@ def pipeline(segment: Callable[..., Any], image: np.ndarray) -> np.ndarray:
 
 def spread(values: list[float]) -> str:
     return f"{np.median(values):+.3f} ({min(values):+.3f}..{max(values):+.3f})"
+
+
+def row_figures(score: dict[str, float], truth: np.ndarray, labels: np.ndarray) -> dict[str, str]:
+    """The table's figures for one image: scores and the error types (merges/splits/misses/false positives)."""
+    errors = error_types(truth, labels)
+    return {
+        "objects": f"{score['objects']}",
+        "count err": f"{score['count_error']:+.3f}",
+        "F1@0.5": f"{score['f1']:.3f}",
+        "mean IoU": f"{score['mean_iou']:.3f}",
+        "area ratio": f"{score['area_ratio']:.3f}",
+        "merge/split/miss/fp": "/".join(str(errors[key]) for key in ("merges", "splits", "misses", "false_pos")),
+    }
+
+
+def synthetic_rows(
+    title: str, fields: list[Any], versions: dict[str, Callable[..., Any]]
+) -> tuple[list[tuple[str, str, dict[str, str]]], dict[str, dict[str, list[float]]]]:
+    """Table rows (median and min..max over fields, error types summed) and the scores per version."""
+    scores: dict[str, dict[str, list[float]]] = {name: {} for name in versions}
+    for field in fields:
+        for name, segment in versions.items():
+            lab = pipeline(segment, field.image)
+            for key, value in {**match(field.labels, lab), **error_types(field.labels, lab)}.items():
+                scores[name].setdefault(key, []).append(float(value))
+    rows = []
+    for name, score in scores.items():
+        rows.append(
+            (
+                title,
+                name,
+                {
+                    "objects": f"{np.median(score['objects']):.0f}/{np.median(score['true']):.0f}",
+                    "count err": spread(score["count_error"]),
+                    "F1@0.5": spread(score["f1"]),
+                    "mean IoU": spread(score["mean_iou"]),
+                    "area ratio": spread(score["area_ratio"]),
+                    "merge/split/miss/fp (sums)": "/".join(
+                        f"{sum(score[key]):.0f}" for key in ("merges", "splits", "misses", "false_pos")
+                    ),
+                },
+            )
+        )
+    return rows, scores
 
 
 def save_figure(path: Path, image: np.ndarray, truth: np.ndarray, panels: dict[str, np.ndarray]) -> None:
@@ -182,41 +264,50 @@ def main() -> None:
                 (
                     f"real {stem} ({role}, {score['true']} nuclei)",
                     name,
-                    {
-                        "objects": f"{score['objects']}",
-                        "count err": f"{score['count_error']:+.3f}",
-                        "F1@0.5": f"{score['f1']:.3f}",
-                        "mean IoU": f"{score['mean_iou']:.3f}",
-                        "area ratio": f"{score['area_ratio']:.3f}",
-                    },
+                    row_figures(score, truth, lab),
                 )
             )
         if args.figures:
             save_figure(args.figures / f"{stem}.png", image, truth, labels)
+        if role != "tuning":
+            continue
+        # the tuning image block-averaged 2x and 3x (labels sampled at block centres): nuclei ~12 and ~8 px
+        # wide, a proxy for small nuclei that does not look at the held-out image
+        for factor in (2, 3):
+            height, width = (image.shape[0] // factor) * factor, (image.shape[1] // factor) * factor
+            small = image[:height, :width].reshape(height // factor, factor, width // factor, factor).mean((1, 3))
+            small_truth = truth[factor // 2 : height : factor, factor // 2 : width : factor]
+            for name, segment in versions.items():
+                lab = pipeline(segment, small)
+                score = match(small_truth, lab)
+                results[f"{stem}/{factor}/{name}"] = score
+                rows.append(
+                    (
+                        f"real {stem} block mean /{factor} ({score['true']} nuclei)",
+                        name,
+                        row_figures(score, small_truth, lab),
+                    )
+                )
 
-    synthetic: dict[str, dict[str, list[float]]] = {name: {} for name in versions}
-    for seed in range(args.fields):
-        field = synthesize_field(seed)
-        labels = {name: pipeline(segment, field.image) for name, segment in versions.items()}
-        for name, lab in labels.items():
-            for key, value in match(field.labels, lab).items():
-                synthetic[name].setdefault(key, []).append(float(value))
-        if args.figures and seed == 0:
-            save_figure(args.figures / "synthetic_seed0.png", field.image, field.labels, labels)
-    for name, scores in synthetic.items():
-        rows.append(
-            (
-                f"synthetic, {args.fields} fields (median, min..max)",
-                name,
-                {
-                    "objects": f"{np.median(scores['objects']):.0f}/{np.median(scores['true']):.0f}",
-                    "count err": spread(scores["count_error"]),
-                    "F1@0.5": spread(scores["f1"]),
-                    "mean IoU": spread(scores["mean_iou"]),
-                    "area ratio": spread(scores["area_ratio"]),
-                },
-            )
+    fields = [synthesize_field(seed) for seed in range(args.fields)]
+    if args.figures and fields:
+        save_figure(
+            args.figures / "synthetic_seed0.png",
+            fields[0].image,
+            fields[0].labels,
+            {name: pipeline(segment, fields[0].image) for name, segment in versions.items()},
         )
+    table, synthetic = synthetic_rows(f"synthetic, {args.fields} fields (median, min..max)", fields, versions)
+    rows += table
+    # small nuclei (7-11 px wide, as at a lower magnification) with faint cytoplasm haze, no well-edge arc:
+    # 256x256 fields at scale 0.8 (the generator scales the nuclei with the field's side too)
+    small_fields = [
+        synthesize_field(seed, shape=(256, 256), scale=0.8, haze=0.15, arc=False) for seed in range(args.fields)
+    ]
+    table, small_synthetic = synthetic_rows(
+        f"small synthetic 7-11 px + haze, {args.fields} x 256^2 (median)", small_fields, versions
+    )
+    rows += table
 
     empty_objects: dict[str, list[int]] = {name: [] for name in versions}
     for seed in range(args.empty):
@@ -294,6 +385,10 @@ def main() -> None:
         "mean_iou_real_tuning": round(tuned["mean_iou"], 4),
         "count_error_synthetic": round(float(np.median(synthetic["after"]["count_error"])), 4),
         "f1_iou50_synthetic": round(float(np.median(synthetic["after"]["f1"])), 4),
+        "count_error_synthetic_small": round(float(np.median(small_synthetic["after"]["count_error"])), 4),
+        "f1_iou50_synthetic_small": round(float(np.median(small_synthetic["after"]["f1"])), 4),
+        "f1_iou50_real_tuning_block3": round(results[f"{REAL_IMAGES[0][0]}/3/after"]["f1"], 4),
+        "count_error_real_tuning_block3": round(results[f"{REAL_IMAGES[0][0]}/3/after"]["count_error"], 4),
         "empty_field_objects": int(max(empty_objects["after"])) if empty_objects["after"] else None,
         "empty_field_objects_median": float(np.median(empty_objects["after"])) if empty_objects["after"] else None,
         "noise_field_objects": int(max(noise_objects["after"])) if noise_objects["after"] else None,

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import scipy.ndimage as ndi
 import tifffile
 
 from openhcs_rules.demo.realistic_nuclei import empty_field, synthesize_field
@@ -20,7 +21,7 @@ from openhcs_rules.functions.denoise import denoise
 from openhcs_rules.functions.segmentation import count_objects, segment_nuclei
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-from accuracy import match  # noqa: E402
+from accuracy import error_types, match  # noqa: E402
 
 DATA = Path(__file__).resolve().parent / "data" / "nuclei"
 
@@ -41,6 +42,32 @@ def test_match_scores_a_perfect_and_an_empty_answer() -> None:
     assert match(truth, truth)["f1"] == 1.0 and match(truth, truth)["mean_iou"] == 1.0
     empty = match(truth, np.zeros_like(truth))
     assert empty["f1"] == 0.0 and empty["count_error"] == -1.0
+
+
+def test_error_types_count_merges_splits_misses_and_false_positives() -> None:
+    truth = np.zeros((30, 30), dtype=np.int32)
+    truth[2:8, 2:8], truth[2:8, 8:14] = 1, 2  # two touching nuclei ...
+    truth[16:24, 2:10] = 3  # ... one cut in two ...
+    truth[16:22, 20:26] = 4  # ... and one not found
+    predicted = np.zeros_like(truth)
+    predicted[2:8, 2:14] = 1  # the pair as one object
+    predicted[16:24, 2:6], predicted[16:24, 6:10] = 2, 3
+    predicted[26:29, 26:29] = 4  # a speck of background
+    errors = error_types(truth, predicted)
+    assert errors == {"merges": 1, "splits": 1, "misses": 1, "false_pos": 1}
+    assert error_types(truth, truth) == {"merges": 0, "splits": 0, "misses": 0, "false_pos": 0}
+
+
+def test_generator_scale_and_haze_shrink_nuclei_and_add_cytoplasm() -> None:
+    plain = synthesize_field(2, shape=(256, 256))
+    small = synthesize_field(2, shape=(256, 256), scale=0.5)
+    hazy = synthesize_field(2, shape=(256, 256), scale=0.5, haze=0.2)
+    area = np.median(np.bincount(plain.labels.ravel())[1:])
+    assert np.median(np.bincount(small.labels.ravel())[1:]) < 0.4 * area
+    assert small.count > 2 * plain.count  # same crowding: count / scale^2
+    np.testing.assert_array_equal(small.labels, hazy.labels)
+    ring = (hazy.labels == 0) & (ndi.distance_transform_edt(hazy.labels == 0) <= 3)
+    assert hazy.image[ring].mean() > small.image[ring].mean() + 1.0
 
 
 def test_held_out_real_image() -> None:

@@ -211,17 +211,26 @@ def synthesize_field(
     gradient: float | None = None,
     arc: bool | None = None,
     psf_sigma: float = 1.5,
+    scale: float = 1.0,
+    haze: float = 0.0,
 ) -> Field:
     """One realistic nuclei field (see the module docstring), deterministic for ``seed``.
 
     Defaults are drawn per seed: 80-140 nuclei per 512x512 (scaled with the area), typical diameter 18-28 px
     (scaled with the side), a gradient of 0.1-0.6 x the nucleus contrast, an edge arc in 30% of fields.
+
+    ``scale`` shrinks the nuclei (a lower magnification or a binned camera): the drawn diameter is multiplied
+    by it and the drawn count divided by its square (same crowding), while the optics' blur and the noise stay
+    as they are in pixels, so small nuclei are blurred relatively more (``scale=0.4``: nuclei 7-11 px wide in
+    512x512, as with ``scale=0.8`` in 256x256, since the drawn diameter also scales with the field's side).
+    ``haze`` adds faint cytoplasm around every nucleus: a soft halo out to ~1.9 radii at ``haze`` x the
+    nucleus's brightness (real images show 0.1-0.3). The defaults (1.0, 0.0) reproduce the fields exactly.
     """
     rng = np.random.default_rng([seed, 7])
     side = min(shape) / 512.0
     area = shape[0] * shape[1] / 512.0**2
-    count = int(rng.integers(80, 141) * area) if count is None else count
-    diameter = float(rng.uniform(18, 28) * side) if diameter is None else diameter
+    count = int(rng.integers(80, 141) * area / scale**2) if count is None else count
+    diameter = float(rng.uniform(18, 28) * side * scale) if diameter is None else diameter
     gradient = float(rng.uniform(0.1, 0.6)) if gradient is None else gradient
     arc = bool(rng.random() < 0.3) if arc is None else arc
 
@@ -233,7 +242,7 @@ def synthesize_field(
     spatial = np.exp(0.25 * _smooth_field(rng, shape, 0.25 * min(shape)))  # smooth brightness field
     texture = 1.0 + 0.18 * _smooth_field(rng, shape, max(1.0, diameter / 12.0))
     for index, n in enumerate(nuclei, start=1):
-        reach = int(math.ceil(n["a"] * 1.25 + 4))
+        reach = int(math.ceil(n["a"] * (2.4 if haze > 0 else 1.25) + 4))
         y0, y1 = max(0, int(n["y"]) - reach), min(height, int(n["y"]) + reach + 1)
         x0, x1 = max(0, int(n["x"]) - reach), min(width, int(n["x"]) + reach + 1)
         if y0 >= y1 or x0 >= x1:
@@ -254,6 +263,9 @@ def synthesize_field(
             nr = rng.uniform(0.12, 0.22) * n["b"]
             body *= 1.0 - 0.35 * np.exp(-0.5 * ((yy - ny) ** 2 + (xx - nx) ** 2) / nr**2)
         window = (slice(y0, y1), slice(x0, x1))
+        if haze > 0:  # faint cytoplasm: a soft halo out to ~1.9 radii (no random draws: defaults unchanged)
+            halo = haze * level / (1.0 + np.exp((rho - 1.9) * n["b"] / 1.5))
+            signal[window] = np.maximum(signal[window], halo)
         signal[window] = np.maximum(signal[window], body * texture[window])
         closer = inside & (rho < best_rho[window])
         labels[window][closer] = index
