@@ -110,9 +110,13 @@ class WellFolder:
         return self.path / SUMMARY_JSON
 
     # -- done-check ------------------------------------------------------------------------------------------
+    def is_complete(self) -> bool:
+        """True when summary.json and the images are there (by any run; two stats, nothing read)."""
+        return self.summary_json.exists() and self.images.exists()
+
     def is_done(self, run_key: str) -> bool:
         """True when summary.json was written by a run with this key and the images are there."""
-        if not self.summary_json.exists() or not self.images.exists():
+        if not self.is_complete():
             return False
         try:
             return json.loads(self.summary_json.read_text()).get("run_key") == run_key

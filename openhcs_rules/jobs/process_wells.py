@@ -63,6 +63,24 @@ def run_key(files: list[str | Path | None], options: dict[str, Any]) -> str:
     return digest.hexdigest()[:32]
 
 
+def stale_manifest(manifest: str | Path, wells_dir: str | Path, wells: list[str], layout: str) -> list[str]:
+    """Remove a chunk's manifest when some of its wells are no longer complete; returns those wells.
+
+    The manifest says "every well of this chunk is done", and Snakemake only sees the manifest (the wells'
+    folders are not declared outputs: the chunk job must not delete its finished wells when it reruns). A
+    well folder deleted or emptied since (by hand, or ``WellFolder.mark_not_done``) makes that claim false;
+    removing the manifest makes Snakemake rerun the chunk, which redoes only those wells, and then the
+    assembly. Called while Snakemake plans (the input function that lists the manifests): two stats per
+    well of a chunk whose manifest exists, nothing read. A missing manifest is left alone (it reruns anyway).
+    """
+    if not Path(manifest).exists():
+        return []
+    unfinished = [w for w in wells if not WellFolder(Path(wells_dir) / w, layout).is_complete()]
+    if unfinished:
+        Path(manifest).unlink(missing_ok=True)
+    return unfinished
+
+
 def process_wells(
     plate_json: str | Path,
     chunk: str,

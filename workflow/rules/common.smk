@@ -6,11 +6,13 @@ import re
 import sys
 
 from snakemake.exceptions import WorkflowError
+from snakemake.logging import logger
 
 from openhcs_rules.config import check_screen
 from openhcs_rules.deployment import container_problem, job_interpreter
 from openhcs_rules.errors import ConfigError
 from openhcs_rules.jobs.options import WellJobOptions
+from openhcs_rules.jobs.process_wells import stale_manifest
 from openhcs_rules.plate.chunks import CHUNK_PATTERN, well_chunks
 from openhcs_rules.plate.model import PlateStructure
 
@@ -89,12 +91,8 @@ def generated_plate_marker(wildcards):
 _CHUNKS = {}
 
 
-def chunks_of(plate):
-    """Chunk name -> wells, from the discover checkpoint's plate.json (discovery runs once per plate).
-
-    Parsed once per version of plate.json (keyed by its mtime), not once per job that asks.
-    """
-    plate_json = checkpoints.discover.get(plate=plate).output.json
+def plate_chunks(plate, plate_json):
+    """Chunk name -> wells of a plate.json, parsed once per version of the file (keyed by its mtime)."""
     key = (plate, os.stat(plate_json).st_mtime_ns)
     if key not in _CHUNKS:
         wells = PlateStructure.load_json(plate_json).well_names
@@ -102,8 +100,58 @@ def chunks_of(plate):
     return _CHUNKS[key]
 
 
+def chunks_of(plate):
+    """Chunk name -> wells, from the discover checkpoint's plate.json (discovery runs once per plate)."""
+    return plate_chunks(plate, checkpoints.discover.get(plate=plate).output.json)
+
+
+def wells_folder(plate):
+    """The plate's well folders' parent, ``<out>/<plate>/wells`` (one folder per well: io/well_folder.py)."""
+    return f"{OUT}/{plate}/wells"
+
+
+def chunk_manifest(plate, chunk):
+    return f"{OUT}/{plate}/chunks/{chunk}.json"
+
+
 def chunk_manifests(wildcards):
-    return expand(f"{OUT}/{{plate}}/chunks/{{chunk}}.json", plate=wildcards.plate, chunk=chunks_of(wildcards.plate))
+    return [chunk_manifest(wildcards.plate, chunk) for chunk in chunks_of(wildcards.plate)]
+
+
+def drop_stale_chunks():
+    """Before planning: a chunk whose manifest exists but whose wells are not all complete runs again.
+
+    The well folders are not outputs of the chunk jobs (a rerun must keep the finished ones), so Snakemake
+    cannot see a well deleted (or marked not done) by hand: its chunk's manifest and the plate's assembly
+    still look current. Here the false manifest is removed (process_wells.stale_manifest), and with it the
+    assembly's wells.csv: Snakemake reruns an upstream job with a missing output only for a downstream job
+    that runs (measured: a missing manifest alone gives "Nothing to be done"). Then the chunk redoes only
+    its missing wells, and the plate is assembled again. At parse time, in the main Snakemake process only
+    (not in the per-job processes of cluster executors): two stats per well of a chunk with a manifest.
+    """
+    for plate in PLATES:
+        plate_json = f"{OUT}/{plate}/plate.json"
+        if not os.path.exists(plate_json):
+            continue
+        stale = []
+        for chunk, wells in plate_chunks(plate, plate_json).items():
+            manifest = chunk_manifest(plate, chunk)
+            unfinished = stale_manifest(manifest, wells_folder(plate), wells, BACKEND)
+            if unfinished:
+                logger.warning(
+                    f"{plate} chunk {chunk}: well(s) {', '.join(unfinished)} missing or incomplete in "
+                    f"{wells_folder(plate)}; removed {manifest}: the chunk runs again (its complete wells are skipped)"
+                )
+            if not os.path.exists(manifest):
+                stale.append(chunk)
+        table = f"{OUT}/{plate}/wells.csv"
+        if stale and os.path.exists(table):
+            os.remove(table)
+            logger.warning(f"{plate}: chunk(s) {', '.join(stale)} not done; removed {table}: the plate is assembled again")
+
+
+if not workflow.remote_exec and not workflow.subprocess_exec:
+    drop_stale_chunks()
 
 
 def chunk_runtime(wildcards, attempt):
@@ -122,5 +170,9 @@ def all_results():
             f"{OUT}/{plate}/wells.csv",
             f"{OUT}/{plate}/objects.csv",
             f"{OUT}/{plate}/heatmap.png",
+            # asked for here too, not only through the chunks: those are known only once the discover
+            # checkpoint is current, so without this `--delete-all-output` would skip it when discovery reruns
+            f"{OUT}/{plate}/illumination.npz",
+            wells_folder(plate),  # rules/process.smk well_folders; for the same reason
         ]
     return targets
