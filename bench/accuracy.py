@@ -77,8 +77,8 @@ REAL_IMAGES = (("dsb2018_stardist_img2d", "tuning"), ("dsb2018_stardist_test256"
 DEFAULT_BASELINE = "HEAD"
 
 
-def match(truth: np.ndarray, predicted: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
-    """Object-level scores of ``predicted`` labels against ``truth`` labels (see the module docstring)."""
+def _overlaps(truth: np.ndarray, predicted: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Both label images renumbered 1..n (0 = background) and their (n_true + 1, n_pred + 1) pixel overlaps."""
     t = np.unique(truth.ravel(), return_inverse=True)[1].reshape(truth.shape)
     p = np.unique(predicted.ravel(), return_inverse=True)[1].reshape(predicted.shape)
     if not (truth == 0).any():
@@ -87,7 +87,14 @@ def match(truth: np.ndarray, predicted: np.ndarray, threshold: float = 0.5) -> d
         p = p + 1
     n_true, n_pred = int(t.max()), int(p.max())
     inter = np.bincount(t.ravel() * (n_pred + 1) + p.ravel(), minlength=(n_true + 1) * (n_pred + 1))
-    inter = inter.reshape(n_true + 1, n_pred + 1).astype(np.float64)
+    return t, p, inter.reshape(n_true + 1, n_pred + 1)
+
+
+def match(truth: np.ndarray, predicted: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
+    """Object-level scores of ``predicted`` labels against ``truth`` labels (see the module docstring)."""
+    t, p, inter = _overlaps(truth, predicted)
+    n_true, n_pred = inter.shape[0] - 1, inter.shape[1] - 1
+    inter = inter.astype(np.float64)
     area_t, area_p = inter.sum(1), inter.sum(0)
     iou = inter[1:, 1:] / np.maximum(area_t[1:, None] + area_p[None, 1:] - inter[1:, 1:], 1.0)
     tp = int((iou > threshold).sum())
@@ -112,15 +119,9 @@ def error_types(truth: np.ndarray, predicted: np.ndarray) -> dict[str, int]:
     ``misses``: true nuclei covered by no predicted object (not detected, or cut into pieces none of which
     holds half of it); ``false_pos``: predicted objects lying on no true nucleus (background, or straddling).
     """
-    t = np.unique(truth.ravel(), return_inverse=True)[1].reshape(truth.shape)
-    p = np.unique(predicted.ravel(), return_inverse=True)[1].reshape(predicted.shape)
-    if not (truth == 0).any():
-        t = t + 1
-    if not (predicted == 0).any():
-        p = p + 1
-    n_true, n_pred = int(t.max()), int(p.max())
-    inter = np.bincount(t.ravel() * (n_pred + 1) + p.ravel(), minlength=(n_true + 1) * (n_pred + 1))
-    inter = inter.reshape(n_true + 1, n_pred + 1)[1:, 1:]
+    t, p, inter = _overlaps(truth, predicted)
+    n_true, n_pred = inter.shape[0] - 1, inter.shape[1] - 1
+    inter = inter[1:, 1:]
     if n_true == 0 or n_pred == 0:
         return {"merges": 0, "splits": 0, "misses": n_true, "false_pos": n_pred}
     area_t, area_p = np.bincount(t.ravel())[1:], np.bincount(p.ravel())[1:]
