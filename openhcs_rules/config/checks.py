@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from openhcs_rules.config.validate import validate_screen_config
+from openhcs_rules.config.validate import invalid_config, validate_screen_config
 from openhcs_rules.errors import ConfigError, PipelineError
 
 #: characters a path from a config may not hold: they split shell commands and log lines
@@ -48,8 +48,7 @@ def check_screen(
     if roots is not None:
         problems += _confinement_problems(screen, base, roots)
     if problems:
-        lines = "\n".join(f"  - {problem}" for problem in problems)
-        raise ConfigError(f"invalid screen config:\n{lines}")
+        raise invalid_config(problems)
     return screen
 
 

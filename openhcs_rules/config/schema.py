@@ -56,16 +56,12 @@ def validate_section(name: str, value: Any) -> dict[str, Any]:
     The same rules and messages as the whole config's validation, for code that receives one section on its
     own (a job given the ``streaming`` block as JSON): a value is accepted here exactly when the schema does.
     """
-    import jsonschema
-
-    from openhcs_rules.config.validate import _apply_defaults, _describe, _full_match_validator
+    from openhcs_rules.config.validate import apply_defaults, schema_problems
 
     schema = {"type": "object", "properties": {name: schema_node(name)}}
     data = {name: copy.deepcopy(value)}
-    errors = sorted(
-        _full_match_validator(jsonschema)(schema).iter_errors(data), key=lambda e: list(map(str, e.absolute_path))
-    )
-    if errors:
-        raise ConfigError("; ".join(_describe(error) for error in errors))
-    section: dict[str, Any] = _apply_defaults(schema, data)[name]
+    problems = schema_problems(schema, data)
+    if problems:
+        raise ConfigError("; ".join(problems))
+    section: dict[str, Any] = apply_defaults(schema, data)[name]
     return section

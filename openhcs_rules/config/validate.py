@@ -26,13 +26,18 @@ def default_schema_path() -> Path:
 
 
 def _load_schema(schema_path: str | Path | None) -> dict[str, Any]:
-    path = Path(schema_path) if schema_path else default_schema_path()
+    """The shipped schema (parsed once per process, see config.schema) or the one at ``schema_path``."""
+    if not schema_path:
+        from openhcs_rules.config.schema import load_schema
+
+        return load_schema()
+    path = Path(schema_path)
     if not path.exists():
         raise ConfigError(f"config schema not found at {path}: is the workflow/ folder next to the package?")
     return yaml.safe_load(path.read_text())
 
 
-def _apply_defaults(schema: dict[str, Any], data: Any) -> Any:
+def apply_defaults(schema: dict[str, Any], data: Any) -> Any:
     """Fill object defaults recursively (properties and additionalProperties)."""
     if not isinstance(data, dict) or schema.get("type") not in (None, "object"):
         return data
@@ -40,12 +45,12 @@ def _apply_defaults(schema: dict[str, Any], data: Any) -> Any:
         if key not in data and "default" in sub:
             data[key] = copy.deepcopy(sub["default"])
         if key in data:
-            data[key] = _apply_defaults(sub, data[key])
+            data[key] = apply_defaults(sub, data[key])
     extra = schema.get("additionalProperties")
     if isinstance(extra, dict):
         for key in data:
             if key not in schema.get("properties", {}):
-                data[key] = _apply_defaults(extra, data[key])
+                data[key] = apply_defaults(extra, data[key])
     return data
 
 
@@ -97,23 +102,32 @@ def _option(choice: dict[str, Any]) -> str:
 
 def validate_screen_config(config: dict[str, Any], schema_path: str | Path | None = None) -> dict[str, Any]:
     """Return a validated copy of ``config`` with defaults filled in; raise ConfigError listing every problem."""
-    import jsonschema
-
     if not isinstance(config, dict):
         raise ConfigError("the config must be a mapping of keys (plates, pipeline, output, ...)")
     schema = _load_schema(schema_path)
     data = copy.deepcopy(config)
-    validator = _full_match_validator(jsonschema)(schema)
-    errors = sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path)))
-    if errors:
-        lines = "\n".join(f"  - {_describe(e)}" for e in errors)
-        raise ConfigError(f"invalid screen config:\n{lines}")
-    data = _apply_defaults(schema, data)
+    problems = schema_problems(schema, data)
+    if problems:
+        raise invalid_config(problems)
+    data = apply_defaults(schema, data)
     problems = list(_plate_source_problems(data["plates"]))
     if problems:
-        lines = "\n".join(f"  - {problem}" for problem in problems)
-        raise ConfigError(f"invalid screen config:\n{lines}")
+        raise invalid_config(problems)
     return data
+
+
+def schema_problems(schema: dict[str, Any], data: Any) -> list[str]:
+    """Every way ``data`` breaks ``schema``, one readable line each (see :func:`_describe`), in key order."""
+    import jsonschema
+
+    errors = _full_match_validator(jsonschema)(schema).iter_errors(data)
+    return [_describe(error) for error in sorted(errors, key=lambda e: list(map(str, e.absolute_path)))]
+
+
+def invalid_config(problems: list[str]) -> ConfigError:
+    """The one error a refused config raises: every problem on a line of its own."""
+    lines = "\n".join(f"  - {problem}" for problem in problems)
+    return ConfigError(f"invalid screen config:\n{lines}")
 
 
 #: the most pixel data a generated demo plate may hold (it is written to disk, then read by every job)
