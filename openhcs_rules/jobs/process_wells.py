@@ -70,8 +70,8 @@ def stale_manifest(manifest: str | Path, wells_dir: str | Path, wells: list[str]
     folders are not declared outputs: the chunk job must not delete its finished wells when it reruns). A
     well folder deleted or emptied since (by hand, or ``WellFolder.mark_not_done``) makes that claim false;
     removing the manifest makes Snakemake rerun the chunk, which redoes only those wells, and then the
-    assembly. Called while Snakemake plans (the input function that lists the manifests): two stats per
-    well of a chunk whose manifest exists, nothing read. A missing manifest is left alone (it reruns anyway).
+    assembly. Two stats per well of a chunk whose manifest exists, nothing read. A missing manifest is left
+    alone (it reruns anyway).
     """
     if not Path(manifest).exists():
         return []
@@ -79,6 +79,36 @@ def stale_manifest(manifest: str | Path, wells_dir: str | Path, wells: list[str]
     if unfinished:
         Path(manifest).unlink(missing_ok=True)
     return unfinished
+
+
+def drop_stale_chunks(plate_dir: str | Path, chunks: dict[str, list[str]], layout: str) -> list[str]:
+    """Before Snakemake plans a plate: a chunk whose wells are not all complete runs again; returns what was done.
+
+    The well folders are not outputs of the chunk jobs (a rerun must keep the finished ones), so Snakemake
+    cannot see a well deleted (or marked not done) by hand: its chunk's manifest (``chunks/<chunk>.json``)
+    and the plate's assembly still look current. The false manifest is removed (:func:`stale_manifest`), and
+    with it the assembly's ``wells.csv``: Snakemake reruns an upstream job with a missing output only for a
+    downstream job that runs (measured: a missing manifest alone gives "Nothing to be done"). Then the chunk
+    redoes only its missing wells, and the plate is assembled again. Returns one line per removal.
+    """
+    plate_dir = Path(plate_dir)
+    wells_dir = plate_dir / "wells"
+    said, not_done = [], []
+    for chunk, wells in chunks.items():
+        manifest = plate_dir / "chunks" / f"{chunk}.json"
+        unfinished = stale_manifest(manifest, wells_dir, wells, layout)
+        if unfinished:
+            said.append(
+                f"chunk {chunk}: well(s) {', '.join(unfinished)} missing or incomplete in {wells_dir}; removed "
+                f"{manifest}: the chunk runs again (its complete wells are skipped)"
+            )
+        if not manifest.exists():
+            not_done.append(chunk)
+    table = plate_dir / "wells.csv"
+    if not_done and table.exists():
+        table.unlink()
+        said.append(f"chunk(s) {', '.join(not_done)} not done; removed {table}: the plate is assembled again")
+    return said
 
 
 def process_wells(

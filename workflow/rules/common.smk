@@ -12,7 +12,7 @@ from openhcs_rules.config import check_screen
 from openhcs_rules.deployment import container_problem, job_interpreter
 from openhcs_rules.errors import ConfigError
 from openhcs_rules.jobs.options import WellJobOptions
-from openhcs_rules.jobs.process_wells import stale_manifest
+from openhcs_rules.jobs.process_wells import drop_stale_chunks as drop_stale_chunks_of
 from openhcs_rules.plate.chunks import CHUNK_PATTERN, well_chunks
 from openhcs_rules.plate.model import PlateStructure
 
@@ -119,35 +119,13 @@ def chunk_manifests(wildcards):
 
 
 def drop_stale_chunks():
-    """Before planning: a chunk whose manifest exists but whose wells are not all complete runs again.
-
-    The well folders are not outputs of the chunk jobs (a rerun must keep the finished ones), so Snakemake
-    cannot see a well deleted (or marked not done) by hand: its chunk's manifest and the plate's assembly
-    still look current. Here the false manifest is removed (process_wells.stale_manifest), and with it the
-    assembly's wells.csv: Snakemake reruns an upstream job with a missing output only for a downstream job
-    that runs (measured: a missing manifest alone gives "Nothing to be done"). Then the chunk redoes only
-    its missing wells, and the plate is assembled again. At parse time, in the main Snakemake process only
-    (not in the per-job processes of cluster executors): two stats per well of a chunk with a manifest.
-    """
+    """Before planning, in the main Snakemake process only: chunks whose wells are not all complete run again
+    (process_wells.drop_stale_chunks says why and how)."""
     for plate in PLATES:
         plate_json = f"{OUT}/{plate}/plate.json"
-        if not os.path.exists(plate_json):
-            continue
-        stale = []
-        for chunk, wells in plate_chunks(plate, plate_json).items():
-            manifest = chunk_manifest(plate, chunk)
-            unfinished = stale_manifest(manifest, wells_folder(plate), wells, BACKEND)
-            if unfinished:
-                logger.warning(
-                    f"{plate} chunk {chunk}: well(s) {', '.join(unfinished)} missing or incomplete in "
-                    f"{wells_folder(plate)}; removed {manifest}: the chunk runs again (its complete wells are skipped)"
-                )
-            if not os.path.exists(manifest):
-                stale.append(chunk)
-        table = f"{OUT}/{plate}/wells.csv"
-        if stale and os.path.exists(table):
-            os.remove(table)
-            logger.warning(f"{plate}: chunk(s) {', '.join(stale)} not done; removed {table}: the plate is assembled again")
+        if os.path.exists(plate_json):
+            for line in drop_stale_chunks_of(f"{OUT}/{plate}", plate_chunks(plate, plate_json), BACKEND):
+                logger.warning(f"{plate} {line}")
 
 
 if not workflow.remote_exec and not workflow.subprocess_exec:
