@@ -254,20 +254,18 @@ def main() -> None:
     rows: list[tuple[str, str, dict[str, str]]] = []
     results: dict[str, dict[str, Any]] = {}
 
+    def record(key: str, truth: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
+        """Score ``labels`` against ``truth`` and keep the score under ``key`` for the JSON line."""
+        results[key] = match(truth, labels)
+        return results[key]
+
     for stem, role in REAL_IMAGES:
         image = tifffile.imread(DATA / f"{stem}_image.tif").astype(np.float32)
         truth = tifffile.imread(DATA / f"{stem}_labels.tif")
         labels = {name: pipeline(segment, image) for name, segment in versions.items()}
         for name, lab in labels.items():
-            score = match(truth, lab)
-            results[f"{stem}/{name}"] = score
-            rows.append(
-                (
-                    f"real {stem} ({role}, {score['true']} nuclei)",
-                    name,
-                    row_figures(score, truth, lab),
-                )
-            )
+            score = record(f"{stem}/{name}", truth, lab)
+            rows.append((f"real {stem} ({role}, {score['true']} nuclei)", name, row_figures(score, truth, lab)))
         if args.figures:
             save_figure(args.figures / f"{stem}.png", image, truth, labels)
         if role != "tuning":
@@ -280,15 +278,9 @@ def main() -> None:
             small_truth = truth[factor // 2 : height : factor, factor // 2 : width : factor]
             for name, segment in versions.items():
                 lab = pipeline(segment, small)
-                score = match(small_truth, lab)
-                results[f"{stem}/{factor}/{name}"] = score
-                rows.append(
-                    (
-                        f"real {stem} block mean /{factor} ({score['true']} nuclei)",
-                        name,
-                        row_figures(score, small_truth, lab),
-                    )
-                )
+                score = record(f"{stem}/{factor}/{name}", small_truth, lab)
+                title = f"real {stem} block mean /{factor} ({score['true']} nuclei)"
+                rows.append((title, name, row_figures(score, small_truth, lab)))
 
     fields = [synthesize_field(seed) for seed in range(args.fields)]
     if args.figures and fields:
