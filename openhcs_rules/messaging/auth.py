@@ -13,6 +13,7 @@ client sees the refusal as a handshake event and raises :class:`AuthenticationEr
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 from dataclasses import dataclass
@@ -25,6 +26,8 @@ from zmq.auth.thread import ThreadAuthenticator
 from openhcs_rules.messaging.errors import AuthenticationError
 
 AUTHORIZED = "authorized_clients"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -108,3 +111,28 @@ def start_authenticator(context: zmq.Context, keys: ServerKeys) -> ThreadAuthent
     authenticator.start()
     authenticator.configure_curve(domain="*", location=str(keys.authorized_dir))
     return authenticator
+
+
+def stop_authenticator(authenticator: ThreadAuthenticator, timeout_s: float = 2.0) -> bool:
+    """Stop the ZAP thread, waiting at most ``timeout_s``; False (and a warning) if it did not end.
+
+    pyzmq's own ``stop`` joins the thread without a limit, so a ZAP thread stuck on a request would hold the
+    server's shutdown, and the process, for ever.
+    """
+    pipe, thread = authenticator.pipe, authenticator.thread
+    if pipe is None or thread is None:
+        return True
+    try:
+        pipe.send(b"TERMINATE", flags=zmq.NOBLOCK)
+    except zmq.ZMQError as exc:
+        log.warning("the CURVE authenticator could not be told to stop: %s", exc)
+    thread.join(timeout_s)
+    pipe.close(linger=0)
+    authenticator.pipe = None
+    if thread.is_alive():
+        log.warning("the CURVE authenticator thread did not stop within %.1f s; it is left behind", timeout_s)
+        return False
+    if authenticator.zap_socket is not None:  # the ended thread no longer polls it
+        authenticator.zap_socket.close(linger=0)
+        authenticator.zap_socket = None
+    return True

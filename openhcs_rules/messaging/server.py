@@ -46,7 +46,12 @@ from openhcs_rules.messaging.addresses import (
     port_holder,
     tcp_endpoint,
 )
-from openhcs_rules.messaging.auth import load_server_keys, secure_server_socket, start_authenticator
+from openhcs_rules.messaging.auth import (
+    load_server_keys,
+    secure_server_socket,
+    start_authenticator,
+    stop_authenticator,
+)
 from openhcs_rules.messaging.errors import InsecureBindError, MessageError, PortInUseError
 
 log = logging.getLogger(__name__)
@@ -202,9 +207,15 @@ class DualChannelServer:
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout_s)
-        if self._authenticator is not None:
-            self._authenticator.stop()
-        self._context.term()
+        stuck = [thread for thread in self._threads if thread.is_alive()]
+        if self._authenticator is not None and not stop_authenticator(self._authenticator, timeout_s):
+            stuck.append(self._authenticator.thread)
+        if stuck:
+            # a thread that did not end still owns its socket: terminating the context would wait for it for
+            # ever, so the context is left to the process's exit and the stop says so instead of hanging
+            log.warning("%s: %d server thread(s) did not stop within %.1f s", self.name, len(stuck), timeout_s)
+        else:
+            self._context.term()
         for fd in (self._wake_read, self._wake_write):
             with contextlib.suppress(OSError):
                 os.close(fd)
