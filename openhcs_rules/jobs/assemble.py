@@ -10,7 +10,7 @@ from typing import Any
 
 from openhcs_rules.core.files import atomic_write_bytes, remove_stale_temps
 from openhcs_rules.io.registry import backend_for
-from openhcs_rules.io.well_folder import WellFolder
+from openhcs_rules.io.well_folder import OBJECT_COLUMNS, WellFolder
 from openhcs_rules.jobs.heatmap import plot_heatmap
 from openhcs_rules.plate.model import PlateStructure
 from openhcs_rules.plate.naming import parse_well_name, row_name
@@ -35,19 +35,26 @@ def true_counts(plate: PlateStructure) -> dict[tuple[str, int], int] | None:
 
 
 def concat_objects(plate_name: str, folders: dict[str, WellFolder], out_csv: str | Path) -> int:
-    """Concatenate the wells' objects.csv (same columns by construction) into one file; return row count."""
+    """Concatenate the wells' objects.csv into one file; return the row count.
+
+    Wells with objects have the same columns by construction. A well without any object has only the fixed
+    columns (its measurement columns come from the objects' rows), so it adds no row and its header is not
+    compared; when no well has an object, the table is the fixed columns alone.
+    """
     header: list[str] | None = None
     lines: list[str] = []
     for well in sorted(folders, key=parse_well_name):
         text = folders[well].objects_csv.read_text().splitlines()
-        if not text:
+        if len(text) < 2:
             continue
         if header is None:
             header = text[0].split(",")
         elif text[0].split(",") != header:
             raise ValueError(f"{folders[well].objects_csv} has different columns than the other wells")
         lines.extend(text[1:])
-    atomic_write_bytes(out_csv, ("\n".join([",".join(header or [])] + lines) + "\n").encode())
+    if header is None:
+        header = list(OBJECT_COLUMNS)
+    atomic_write_bytes(out_csv, ("\n".join([",".join(header)] + lines) + "\n").encode())
     return len(lines)
 
 
