@@ -48,7 +48,6 @@ import importlib.util
 import json
 import os
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -58,16 +57,15 @@ from typing import Any
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
 import numpy as np  # noqa: E402
 import tifffile  # noqa: E402
+from _paths import REPO  # noqa: E402
 
 from openhcs_rules.demo.realistic_nuclei import empty_field, synthesize_field  # noqa: E402
 from openhcs_rules.functions.background import subtract_background  # noqa: E402
 from openhcs_rules.functions.denoise import denoise  # noqa: E402
 from openhcs_rules.functions.segmentation import segment_nuclei  # noqa: E402
+from openhcs_rules_testkit.accuracy import error_types, match  # noqa: E402
 
 DATA = REPO / "tests" / "data" / "nuclei"
 #: (file stem, role): the tuning image was looked at while choosing constants; the held-out one was not.
@@ -75,66 +73,6 @@ REAL_IMAGES = (("dsb2018_stardist_img2d", "tuning"), ("dsb2018_stardist_test256"
 #: the committed segmenter (the revision before an uncommitted change); older revisions import modules that
 #: have since moved and are reported as unavailable
 DEFAULT_BASELINE = "HEAD"
-
-
-def _overlaps(truth: np.ndarray, predicted: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Both label images renumbered 1..n (0 = background) and their (n_true + 1, n_pred + 1) pixel overlaps."""
-    t = np.unique(truth.ravel(), return_inverse=True)[1].reshape(truth.shape)
-    p = np.unique(predicted.ravel(), return_inverse=True)[1].reshape(predicted.shape)
-    if not (truth == 0).any():
-        t = t + 1
-    if not (predicted == 0).any():
-        p = p + 1
-    n_true, n_pred = int(t.max()), int(p.max())
-    inter = np.bincount(t.ravel() * (n_pred + 1) + p.ravel(), minlength=(n_true + 1) * (n_pred + 1))
-    return t, p, inter.reshape(n_true + 1, n_pred + 1)
-
-
-def match(truth: np.ndarray, predicted: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
-    """Object-level scores of ``predicted`` labels against ``truth`` labels (see the module docstring)."""
-    t, p, inter = _overlaps(truth, predicted)
-    n_true, n_pred = inter.shape[0] - 1, inter.shape[1] - 1
-    inter = inter.astype(np.float64)
-    area_t, area_p = inter.sum(1), inter.sum(0)
-    iou = inter[1:, 1:] / np.maximum(area_t[1:, None] + area_p[None, 1:] - inter[1:, 1:], 1.0)
-    tp = int((iou > threshold).sum())
-    best = iou.max(1) if n_pred else np.zeros(n_true)
-    return {
-        "true": n_true,
-        "objects": n_pred,
-        "count_error": (n_pred - n_true) / n_true if n_true else float(n_pred),
-        "f1": 2.0 * tp / (n_true + n_pred) if n_true + n_pred else 1.0,
-        "mean_iou": float(best.mean()) if n_true else 1.0,
-        "area_ratio": float((p > 0).sum() / max((t > 0).sum(), 1)),
-    }
-
-
-def error_types(truth: np.ndarray, predicted: np.ndarray) -> dict[str, int]:
-    """Where the count and F1 errors come from: merges, splits, misses and false positives.
-
-    A true object is *covered* by the predicted object holding >= half of its pixels, and a predicted object
-    *lies on* the true object holding >= half of its pixels (each has at most one). ``merges``: true nuclei
-    lost because they are covered by a predicted object that covers another one too (a prediction covering k
-    nuclei counts k - 1); ``splits``: extra predicted pieces lying on one true nucleus (k pieces count k - 1);
-    ``misses``: true nuclei covered by no predicted object (not detected, or cut into pieces none of which
-    holds half of it); ``false_pos``: predicted objects lying on no true nucleus (background, or straddling).
-    """
-    t, p, inter = _overlaps(truth, predicted)
-    n_true, n_pred = inter.shape[0] - 1, inter.shape[1] - 1
-    inter = inter[1:, 1:]
-    if n_true == 0 or n_pred == 0:
-        return {"merges": 0, "splits": 0, "misses": n_true, "false_pos": n_pred}
-    area_t, area_p = np.bincount(t.ravel())[1:], np.bincount(p.ravel())[1:]
-    cover = np.where(inter.max(1) * 2 >= area_t, inter.argmax(1), -1)  # per true object
-    lies = np.where(inter.max(0) * 2 >= area_p, inter.argmax(0), -1)  # per predicted object
-    covered = np.bincount(cover[cover >= 0], minlength=n_pred)
-    pieces = np.bincount(lies[lies >= 0], minlength=n_true)
-    return {
-        "merges": int(np.maximum(covered - 1, 0).sum()),
-        "splits": int(np.maximum(pieces - 1, 0).sum()),
-        "misses": int((cover < 0).sum()),
-        "false_pos": int((lies < 0).sum()),
-    }
 
 
 def load_baseline(revision: str) -> Callable[..., Any] | None:

@@ -20,18 +20,14 @@ import argparse
 import inspect
 import json
 import os
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
 import numpy as np  # noqa: E402
+from _paths import REPO  # noqa: E402
 
 from openhcs_rules.core.arrays import CUPY, NUMPY, gpu_available, to_memory  # noqa: E402
 from openhcs_rules.demo.synthetic import synthesize_site  # noqa: E402

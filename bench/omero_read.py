@@ -3,9 +3,10 @@
     python bench/omero_read.py                 # default plate: 8 wells x 2 fields x 2 channels x 3 z, 1024^2
     python bench/omero_read.py --size 2048 --repeats 5
 
-No OMERO server can run here, so the plate is imported into the test stand-in (tests/omero_standin): its
-managed repository holds a real OME-TIFF, which the direct path reads exactly as it would next to a real
-server, and its call counter counts every service call (a round trip on a real server).
+No OMERO server can run here, so the plate is imported into the test stand-in
+(openhcs_rules_testkit/omero_standin): its managed repository holds a real OME-TIFF, which the direct path
+reads exactly as it would next to a real server, and its call counter counts every service call (a round
+trip on a real server).
 
 - direct read: every plane of the plate through ``OmeroLocalBackend.load_image`` (virtual path -> plane), with
   a new backend per run as in a new well job (open, memory-map, page faults included), against tifffile
@@ -29,10 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import _paths  # noqa: F401  (the repository root on sys.path, for openhcs_rules_testkit)
 import numpy as np
-
-REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
 
 def _best(fn, repeats: int) -> float:  # noqa: ANN001
@@ -55,13 +54,13 @@ def main() -> int:
     args = parser.parse_args()
 
     import tifffile
-    from omero_standin import StandInServer
 
     from openhcs_rules.io.omero_local import OmeroLocalBackend
     from openhcs_rules.omero.params import OmeroParams
     from openhcs_rules.omero.reader import PlaneReader
     from openhcs_rules.omero.structure import clear_cache, image_info, load_plate_structure
     from openhcs_rules.plate.naming import well_name
+    from openhcs_rules_testkit.omero_standin import StandInServer
 
     tmp = tempfile.TemporaryDirectory(prefix="omero-bench-")
     server = StandInServer.create(Path(tmp.name) / "omero", users={"root": "bench"})

@@ -24,15 +24,13 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from _paths import REPO
 
-from workflow_run import PIPELINE, job_env, snakemake_command  # noqa: E402
+from openhcs_rules_testkit.workflow import PIPELINE, snakemake_command, snakemake_env
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
@@ -94,8 +92,8 @@ def workflow(
         "wells_per_job": wells_per_job,
     }
     (workdir / "screen.yaml").write_text(yaml.safe_dump(config))
-    command = snakemake_command(workdir, workdir / "screen.yaml", "--cores", str(cores), "--quiet", "all")
-    env = job_env()
+    command = snakemake_command(workdir, workdir / "screen.yaml", "--quiet", "all", cores=cores)
+    env = snakemake_env()
     start = time.perf_counter()
     subprocess.run(command, check=True, env=env, cwd=workdir, capture_output=True)
     wall = time.perf_counter() - start

@@ -27,10 +27,9 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+import _paths  # noqa: F401  (the repository root on sys.path, for openhcs_rules_testkit)
 
-from workflow_run import PIPELINE, job_env, snakemake_command  # noqa: E402
+from openhcs_rules_testkit.workflow import PIPELINE, snakemake_command, snakemake_env
 
 
 def make_screen(folder: Path, plates: int, wells_per_plate: int, wells_per_job: int | str = "auto") -> Path:
@@ -75,10 +74,10 @@ def timed_dry_run(folder: Path, config: Path) -> tuple[float, float, dict[str, i
         "/usr/bin/time",
         "-f",
         "%M",
-        *snakemake_command(folder, config, "-n", "--quiet", "rules", "--cores", "2"),
+        *snakemake_command(folder, config, "-n", "--quiet", "rules", cores=2),
     ]
     start = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, env=job_env())
+    done = subprocess.run(command, capture_output=True, text=True, env=snakemake_env())
     wall = time.perf_counter() - start
     if done.returncode != 0:
         raise SystemExit(done.stderr[-3000:])
@@ -129,12 +128,12 @@ def run_screen(folder: Path, plates: int, wells: int, cores: int) -> dict[str, f
     entries = "".join(f"  plate{i:03d}: {{source: disk, path: {data}}}\n" for i in range(plates))
     gpu = os.environ.get("BENCH_GPU", "auto")
     config.write_text(f"plates:\n{entries}pipeline: {PIPELINE}\ngpu: {gpu}\n")
-    command = snakemake_command(folder, config, "--cores", str(cores), "--quiet")
+    command = snakemake_command(folder, config, "--quiet", cores=cores)
     limit = float(os.environ.get("BENCH_TIME_LIMIT_S", "0")) or None
     start = time.perf_counter()
     # its own process group, so a time limit stops Snakemake *and* its running jobs
     run = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=job_env(), start_new_session=True
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=snakemake_env(), start_new_session=True
     )
     try:
         _, stderr = run.communicate(timeout=limit)

@@ -30,15 +30,13 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _paths import REPO
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from openhcs_rules.messaging.addresses import find_free_base_port  # noqa: E402
-from openhcs_rules.messaging.client import ControlClient  # noqa: E402
-from openhcs_rules.messaging.instance import ServerSpec, ensure_server, stop_server  # noqa: E402
-from openhcs_rules.streaming.frames import FrameMeta  # noqa: E402
-from openhcs_rules.streaming.sender import FrameSender  # noqa: E402
+from openhcs_rules.messaging.addresses import find_free_base_port
+from openhcs_rules.messaging.client import ControlClient
+from openhcs_rules.messaging.instance import ServerSpec, ensure_server, stop_server
+from openhcs_rules.streaming.frames import FrameMeta
+from openhcs_rules.streaming.sender import FrameSender
 
 SHAPE = (2048, 2048)
 META = FrameMeta("bench", "B02", 1, 1, 1, 1, 0, "raw")
