@@ -128,11 +128,11 @@ def stop_authenticator(authenticator: ThreadAuthenticator, timeout_s: float = 2.
         log.warning("the CURVE authenticator could not be told to stop: %s", exc)
     thread.join(timeout_s)
     pipe.close(linger=0)
-    authenticator.pipe = None
+    authenticator.pipe = None  # type: ignore[assignment]  # pyzmq's own stop() does the same
     if thread.is_alive():
         log.warning("the CURVE authenticator thread did not stop within %.1f s; it is left behind", timeout_s)
         return False
     if authenticator.zap_socket is not None:  # the ended thread no longer polls it
         authenticator.zap_socket.close(linger=0)
-        authenticator.zap_socket = None
+        authenticator.zap_socket = None  # type: ignore[assignment]
     return True

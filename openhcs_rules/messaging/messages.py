@@ -137,6 +137,30 @@ SCHEMA: dict[str, dict[str, Field]] = {
     "macro": {"code": Field((str,), check=_short_text(100_000))},
     "frames": {},
     "stats": {},
+    # control requests, answered by the execution server (openhcs_rules.execution)
+    "submit": {
+        "config": Field((str,), check=_short_text(256 * 1024)),
+        "pipeline": Field((str,), required=False, check=_short_text(512 * 1024)),
+        "pipeline_name": Field((str,), required=False, check=_short_text(64)),
+    },
+    "runs": {"all": Field((bool,), required=False)},
+    "run": {"run_id": Field((str,), check=_short_text(64))},
+    "events": {
+        "run_id": Field((str,), check=_short_text(64)),
+        "after": Field((int,), required=False, check=_non_negative),
+        "limit": Field((int,), required=False, check=_positive),
+    },
+    "cancel": {
+        "run_id": Field((str,), check=_short_text(64)),
+        "mode": Field((str,), required=False, check=_one_of("drain", "abort")),
+    },
+    "resume": {"run_id": Field((str,), check=_short_text(64))},
+    "logs": {
+        "run_id": Field((str,), check=_short_text(64)),
+        "tail": Field((int,), required=False, check=_positive),
+    },
+    "results": {"run_id": Field((str,), check=_short_text(64))},
+    "pipelines": {},
     # control replies
     "pong": {"server": Field((dict,)), "status": Field((dict,))},
     "reply": {"result": Field(_ANY_JSON)},
@@ -160,6 +184,18 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "codec": Field((str,), required=False, check=_one_of("raw", "blosc2-lz4")),
     },
     "ack": {"id": Field((int,), check=_non_negative)},
+    # data channel of the execution server: a client asks to watch a run, the server pushes its events
+    "watch": {
+        "run_id": Field((str,), check=_short_text(64)),
+        "after": Field((int,), required=False, check=_non_negative),
+    },
+    "event": {
+        "run_id": Field((str,), check=_short_text(64)),
+        "seq": Field((int,), check=_positive),
+        "time": Field((float, int)),
+        "event": Field((str,), check=_short_text(64)),
+        "body": Field((dict,)),
+    },
     "release": {"names": Field((list,), check=_shm_names)},
 }
 

@@ -79,6 +79,14 @@ def check_secure_bind(kind: str, host: str, port: int, keys_dir: str | Path | No
         )
 
 
+def _user_id(frame: zmq.Frame) -> str:
+    """The ZAP User-Id of a received frame's peer (with CURVE: its public key in Z85), or ""."""
+    try:
+        return str(frame.get("User-Id") or "")
+    except zmq.ZMQError:  # no metadata: a connection without a security mechanism
+        return ""
+
+
 class DualChannelServer:
     """Binds the control and data channels, validates everything received, and dispatches to handlers.
 
@@ -110,6 +118,10 @@ class DualChannelServer:
         self._threads: list[threading.Thread] = []
         self.errors_replied = 0
         self.data_identity = b""  # the sender of the data message being handled (data thread only)
+        #: the CURVE public key (Z85 text) of the peer whose control request is being handled, "" without
+        #: CURVE (set by the control thread before each request: handlers on that thread may read it)
+        self.control_user = ""
+        self.data_user = ""  # the same for the data message being handled (data thread only)
         self._deferred: queue.SimpleQueue[tuple[bytes, bytes]] = queue.SimpleQueue()
         self._wake_read, self._wake_write = os.pipe()
         os.set_blocking(self._wake_read, False)
@@ -157,15 +169,11 @@ class DualChannelServer:
             self._authenticator = start_authenticator(self._context, self.keys)
         control = self._bind(zmq.ROUTER, self.port, CONTROL_MAX_BYTES, "control")
         try:
-            data = self._bind(zmq.ROUTER, self.data_port, DATA_MAX_BYTES, "data")
+            data_thread = self._open_data_channel()
         except BaseException:
             control.close(linger=0)
             raise
-        data.setsockopt(zmq.RCVHWM, 256)
-        self._threads = [
-            threading.Thread(target=self._serve_control, args=(control,), daemon=True),
-            threading.Thread(target=self._serve_data, args=(data,), daemon=True),
-        ]
+        self._threads = [threading.Thread(target=self._serve_control, args=(control,), daemon=True), data_thread]
         for thread in self._threads:
             thread.start()
         log.info(
@@ -176,6 +184,16 @@ class DualChannelServer:
             self.data_port,
             "curve" if self.keys else "none",
         )
+
+    def _open_data_channel(self) -> threading.Thread:
+        """Bind the data channel and return the (unstarted) thread that serves it.
+
+        The default receives frames (a ROUTER answering each DEALER sender); a server whose data channel
+        publishes instead (the execution server's progress) overrides this.
+        """
+        data = self._bind(zmq.ROUTER, self.data_port, DATA_MAX_BYTES, "data")
+        data.setsockopt(zmq.RCVHWM, 256)
+        return threading.Thread(target=self._serve_data, args=(data,), daemon=True)
 
     def _bind(self, socket_type: int, port: int, max_bytes: int, channel: str) -> zmq.Socket:
         sock = self._context.socket(socket_type)
@@ -225,7 +243,9 @@ class DualChannelServer:
         try:
             while not self._stop.is_set():
                 if sock.poll(_POLL_MS):
-                    parts = sock.recv_multipart()
+                    frames = sock.recv_multipart(copy=False)
+                    self.control_user = _user_id(frames[-1])
+                    parts = [frame.bytes for frame in frames]
                     self._guarded(sock, parts[0], functools.partial(self._control_reply, parts[1:]), "control")
         finally:
             sock.close(linger=0)
@@ -252,6 +272,7 @@ class DualChannelServer:
                     # payloads stay in ZMQ's buffers (one copy fewer); headers become bytes
                     parts = sock.recv_multipart(copy=False)
                     self.data_identity = parts[0].bytes
+                    self.data_user = _user_id(parts[-1])
                     reply = functools.partial(self._data_reply, parts[1:])
                     self._guarded(sock, self.data_identity, reply, "data")
                 while not self._deferred.empty():
