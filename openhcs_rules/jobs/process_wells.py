@@ -4,7 +4,8 @@ The job loads plate.json, the pipeline and the illumination profiles once, claim
 processes its wells one after another, each into its own folder (images, objects.csv, summary.json
 last). A well that fails (a corrupt TIFF, say) is reported and the others go on; the job then fails
 naming every failed well, so Snakemake marks it for a rerun. The chunk's manifest (its declared output)
-is written only when every well is done.
+is written only when every well is done. Started under the execution server, the job reports each well as it
+starts and ends (:mod:`openhcs_rules.progress.well_events`).
 
 Rerunning a chunk redoes only its unfinished wells: a well is skipped when its summary.json carries the
 same *run key*, a digest of everything its result depends on (plate.json, the pipeline file, and every
@@ -28,6 +29,7 @@ from openhcs_rules.jobs.options import WellJobOptions
 from openhcs_rules.jobs.process_well import WellJobInputs, run_well
 from openhcs_rules.plate.chunks import wells_in_chunk
 from openhcs_rules.plate.model import PlateStructure
+from openhcs_rules.progress.well_events import WellEvents
 
 log = logging.getLogger(__name__)
 
@@ -132,9 +134,11 @@ def process_wells(
     key = well_run_key(plate_json, pipeline_path, options)
     folders = {w: WellFolder(Path(wells_dir) / w, options.backend) for w in wells}
     todo = [w for w in wells if not folders[w].is_done(key)]
+    events = WellEvents.from_env(plate.name)  # for the execution server; without one, nothing is written
     for well in wells:
         if well not in todo:
             log.info("%s %s: already done by an earlier run with the same inputs; skipped", plate.name, well)
+            events.skipped(well)
     failures: dict[str, str] = {}
     if todo:
         inputs = WellJobInputs.load(plate_json, pipeline_path, options, plate)
@@ -142,7 +146,8 @@ def process_wells(
         try:
             for well in todo:
                 try:
-                    run_well(inputs, well, folders[well].path, {"run_key": key})
+                    with events.well(well) as outcome:
+                        outcome.summary = run_well(inputs, well, folders[well].path, {"run_key": key})
                 except Exception as exc:  # noqa: BLE001 - one bad well must not stop the chunk's other wells
                     log.exception("%s %s failed", plate.name, well)
                     failures[well] = f"{type(exc).__name__}: {exc}"
