@@ -20,6 +20,12 @@ The run's events folder is given to Snakemake and its jobs in ``OPENHCS_RULES_EV
   partial outputs and exits; finished wells stay. If the wrapper still lives ``grace_s`` later, SIGKILL to
   the group. A SIGKILLed Snakemake leaves its lock; the wrapper clears a stale lock (``--unlock``) before
   the next attempt in that folder, so :meth:`RunSupervisor.resume` just queues the run again.
+* **A Snakemake that hangs on its own signal handler.** Snakemake 9.27's SIGTERM handler takes the job
+  scheduler's lock, which is not reentrant: a SIGTERM that lands while the main thread holds that lock (a job
+  just ended) deadlocks Snakemake for ever (seen: about one abort in three, and drains too). A cancelled run
+  whose Snakemake has had no job process for :data:`STUCK_S` seconds is therefore SIGKILLed with its group
+  (a healthy Snakemake exits within a second once its last job has ended); its finished wells stay valid and
+  resume clears the lock it leaves.
 * **Final state** from the exit: the wrapper writes ``<folder>/.openhcs/exit_status.json`` when Snakemake
   ends; the supervisor reads it (also for a run it did not start). A cancel asked: CANCELLED; exit 0:
   SUCCEEDED; else FAILED, with the last lines of the Snakemake log as the message. No status at all (the
@@ -74,6 +80,8 @@ RESUMABLE = frozenset({RunState.CANCELLED, RunState.FAILED, RunState.INTERRUPTED
 LOG_TAIL_LINES = 20
 #: events stored per run and poll, at most (a flood is taken over several polls, other runs still move)
 EVENTS_PER_POLL = 5000
+#: a cancelled run whose Snakemake has had no job process for this long is stuck (module docstring)
+STUCK_S = 5.0
 
 
 class RunStateError(OpenHCSError):
@@ -122,6 +130,20 @@ def _log_tail(path: Path, lines: int = LOG_TAIL_LINES, max_bytes: int = 16384) -
     return "\n".join(data.decode("utf-8", "replace").splitlines()[-lines:])
 
 
+def _jobs_running(wrapper_pid: int) -> bool:
+    """Whether the run's Snakemake (the wrapper's child) has any child process: a job, or its shell.
+
+    True when it cannot be told (the safe answer: nothing is killed on a guess).
+    """
+    try:
+        for snakemake in psutil.Process(wrapper_pid).children():
+            if snakemake.children():
+                return True
+        return False
+    except (psutil.Error, OSError):
+        return True
+
+
 @dataclass
 class _Active:
     """A run whose process this supervisor watches."""
@@ -134,6 +156,9 @@ class _Active:
     popen: subprocess.Popen[bytes] | None = None  # None for a re-adopted process (not our child)
     abort_deadline: float | None = None  # when an abort escalates to SIGKILL
     killed: bool = False
+    cancelling: bool = False  # a drain or abort was signalled
+    idle_since: float | None = None  # since when a cancelled run's Snakemake has had no job process
+    stuck: bool = False  # killed because Snakemake hung after its jobs ended
 
     def ended(self) -> bool:
         if self.popen is not None:
@@ -252,6 +277,7 @@ class RunSupervisor:
                 raise RunStateError(f"run {run_id} is {record.state.value} but not supervised (server starting?)")
             if record.state is RunState.ABORTING or (mode is CancelMode.DRAIN and record.state is RunState.DRAINING):
                 return record
+            active.cancelling = True
             if mode is CancelMode.DRAIN:
                 record = self.store.update(run_id, state=RunState.DRAINING, cancel=mode)
                 self._signal(active, signal.SIGTERM, group=False)
@@ -316,6 +342,21 @@ class RunSupervisor:
             )
             self._signal(active, signal.SIGKILL, group=True)
             active.killed = True
+        elif active.cancelling and not active.killed:
+            now = time.monotonic()
+            if _jobs_running(active.pid):
+                active.idle_since = None
+            elif active.idle_since is None:
+                active.idle_since = now
+            elif now - active.idle_since > STUCK_S:
+                log.warning(
+                    "run %s: Snakemake has not exited %.0f s after its last job ended (it hangs in its signal "
+                    "handler); killing its process group",
+                    active.run_id,
+                    STUCK_S,
+                )
+                self._signal(active, signal.SIGKILL, group=True)
+                active.killed = active.stuck = True
 
     def _collect(self, active: _Active) -> None:
         """Store the run's new events with the offsets they were read up to (one transaction per batch)."""
@@ -404,6 +445,7 @@ class RunSupervisor:
         if _process(record.pid, record.pid_started_at) is not None:
             if record.state is RunState.ABORTING:
                 active.abort_deadline = time.monotonic() + self.grace_s
+            active.cancelling = record.state in (RunState.DRAINING, RunState.ABORTING)
             self._active[record.run_id] = active
             log.info("run %s: re-adopted its running process %s", record.run_id, record.pid)
         else:
@@ -435,7 +477,9 @@ class RunSupervisor:
                 message += f" ({record.cancel.value} had been asked)"
         elif record.cancel is not None:
             state, message = RunState.CANCELLED, f"cancelled ({record.cancel.value})"
-            if active.killed:
+            if active.stuck:
+                message += ": Snakemake hung after its jobs ended and was killed (finished wells are kept)"
+            elif active.killed:
                 message += f": killed {self.grace_s:.0f} s after the abort"
         elif exit_code == 0:
             state, message = RunState.SUCCEEDED, ""

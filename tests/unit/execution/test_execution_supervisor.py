@@ -163,6 +163,24 @@ def test_a_stuck_abort_is_killed_after_the_grace_time(tmp_path, fake, store, mon
             supervisor.cancel("r", CancelMode.ABORT)
 
 
+def test_a_drained_snakemake_that_hangs_after_its_jobs_is_killed(tmp_path, fake, store, monkeypatch):
+    """Snakemake 9.27 can deadlock in its own SIGTERM handler (runner's docstring): a cancelled run whose
+    Snakemake lives on without any job process is killed after STUCK_S, and says why."""
+    import openhcs_rules.execution.runner as runner
+
+    monkeypatch.setattr(runner, "STUCK_S", 0.5)
+    monkeypatch.setenv("FAKE_SNAKEMAKE", "stuck")  # ignores SIGTERM and has no job: what the deadlock looks like
+    folder = new_run(store, tmp_path, "r")
+    with RunSupervisor(store, python=str(fake), poll_s=0.05, grace_s=60.0) as supervisor:
+        supervisor.enqueue("r")
+        wait_until(lambda: (folder / "ready").exists(), 30, "the fake to run")
+        asked = time.monotonic()
+        supervisor.cancel("r", CancelMode.DRAIN)
+        record = finished(store, "r")
+        assert time.monotonic() - asked < 10  # not the 60 s grace of an abort
+        assert record.state is RunState.CANCELLED and "hung after its jobs ended" in record.message
+
+
 def test_queued_runs_cancel_at_once_and_the_queue_keeps_its_order(tmp_path, store):
     for run_id in ("a", "b", "c"):
         new_run(store, tmp_path, run_id)
