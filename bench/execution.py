@@ -29,16 +29,10 @@ from pathlib import Path
 
 import _paths  # noqa: F401 - the repository root on sys.path
 
+from openhcs_rules_testkit.execution import execution_server, tiny_screen
 from openhcs_rules_testkit.workflow import PIPELINE
 
 WELLS = ["B02", "B03", "B04", "B05", "C02", "C03", "C04", "C05", "D02", "D03", "D04", "D05"]
-
-
-def screen(wells: int, seed: int) -> str:
-    import yaml
-
-    plate = {"wells": WELLS[:wells], "sites": 1, "channels": 1, "z_planes": 1, "size": 96, "seed": seed}
-    return yaml.safe_dump({"plates": {"tiny": {"source": "synthetic", "synthetic": plate}}, "wells_per_job": 1})
 
 
 def spread(values: list[float]) -> str:
@@ -94,20 +88,11 @@ def main() -> None:
     args = parser.parse_args()
 
     from openhcs_rules.execution.client import ExecutionClient
-    from openhcs_rules.execution.runner import RunSupervisor
-    from openhcs_rules.execution.server import ExecutionServer
-    from openhcs_rules.execution.store import RunStore
-    from openhcs_rules.execution.submission import ServerPolicy
-    from openhcs_rules.messaging.addresses import find_free_base_port
 
     pipeline_text = PIPELINE.read_text()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        store = RunStore(root / "runs.sqlite")
-        supervisor = RunSupervisor(
-            store, max_concurrent=1, snakemake_args=("--cores", "2"), logger_plugin="openhcs", poll_s=0.1
-        )
-        server = ExecutionServer(ServerPolicy(runs_root=root / "runs"), store, supervisor, port=find_free_base_port())
+        server = execution_server(root, max_concurrent=1, poll_s=0.1)
         server.start()
         try:
             with ExecutionClient("127.0.0.1", server.port, timeout_s=60) as client:
@@ -115,7 +100,7 @@ def main() -> None:
                 submit_ms = []
                 for seed in range(10):
                     start = time.perf_counter()
-                    run = client.submit(screen(args.wells, 100 + seed), pipeline=pipeline_text)
+                    run = client.submit(tiny_screen(100 + seed, WELLS[: args.wells]), pipeline=pipeline_text)
                     submit_ms.append((time.perf_counter() - start) * 1000)
                     client.cancel(run["run_id"], mode="abort")
                 for run in client.runs():  # wait until the cancelled ones are settled
@@ -124,7 +109,7 @@ def main() -> None:
                 # the screen through the server vs the CLI directly; progress latency from the server runs
                 server_s, cli_s, progress_ms = [], [], []
                 for repeat in range(args.repeats):
-                    config = screen(args.wells, repeat)
+                    config = tiny_screen(repeat, WELLS[: args.wells])
                     start = time.perf_counter()
                     run = client.submit(config, pipeline=pipeline_text)
                     for event in client.watch(run["run_id"]):

@@ -7,6 +7,8 @@
 - :mod:`~openhcs_rules_testkit.ngff`: OME-NGFF validation of written plates and images;
 - :mod:`~openhcs_rules_testkit.accuracy`: object-level scores of a segmentation against annotations;
 - :mod:`~openhcs_rules_testkit.slurm`: reading back what a test's run submitted to Slurm;
+- :mod:`~openhcs_rules_testkit.execution`: an execution server on a tiny synthetic screen;
+- :mod:`~openhcs_rules_testkit.frames`: inline frame headers as a remote sender writes them;
 - :mod:`~openhcs_rules_testkit.omero_standin`: a stand-in OMERO server behind a BlitzGateway-compatible class.
 
 Why it is not part of the installed package: it lives at the repository root next to ``openhcs_rules/``,

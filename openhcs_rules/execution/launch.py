@@ -21,7 +21,7 @@ Why a wrapper and not Snakemake itself (``runner.py`` says how the server uses i
 * **Who runs is on disk.** The wrapper writes ``{"pid", "create_time"}`` to the ``--launcher`` file when it
   starts, so a server that died between starting it and storing its pid can still find it.
 
-Standard library and psutil only: it starts before every run.
+Standard library, psutil and ``core.files`` (itself standard library only): it starts before every run.
 """
 
 from __future__ import annotations
@@ -39,18 +39,15 @@ from typing import Any
 
 import psutil
 
+from openhcs_rules.core.files import atomic_write_text
+
 #: a lock left in a run folder by a Snakemake that could not clean up (SIGKILL)
 LOCKS_SUBDIR = Path(".snakemake") / "locks"
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    """``data`` as ``path``: written to a temporary file next to it, synced, then renamed over it."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(data, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    """``data`` as ``path``, written through a temporary file renamed over it (``core.files``)."""
+    atomic_write_text(path, json.dumps(data))
 
 
 def read_json(path: Path) -> dict[str, Any] | None:

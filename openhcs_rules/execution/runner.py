@@ -78,6 +78,8 @@ CONFIG_NAME = "screen.yaml"
 RESUMABLE = frozenset({RunState.CANCELLED, RunState.FAILED, RunState.INTERRUPTED})
 #: lines of the Snakemake log a FAILED run's message quotes
 LOG_TAIL_LINES = 20
+#: the most of a log that is read back (a client's log request, the lines of a failure)
+MAX_LOG_BYTES = 256 * 1024
 #: events stored per run and poll, at most (a flood is taken over several polls, other runs still move)
 EVENTS_PER_POLL = 5000
 #: a cancelled run whose Snakemake has had no job process for this long is stuck (module docstring)
@@ -118,16 +120,16 @@ def _process(pid: int | None, create_time: float | None) -> psutil.Process | Non
         return None
 
 
-def _log_tail(path: Path, lines: int = LOG_TAIL_LINES, max_bytes: int = 16384) -> str:
-    """The last ``lines`` lines of a log (read from its last ``max_bytes`` only)."""
+def log_tail(path: Path, lines: int | None = None, max_bytes: int = MAX_LOG_BYTES) -> str:
+    """The last ``lines`` lines of a log (all when None), read from its last ``max_bytes`` only."""
     try:
         with open(path, "rb") as handle:
             handle.seek(0, os.SEEK_END)
             handle.seek(max(0, handle.tell() - max_bytes))
-            data = handle.read()
+            text = handle.read().decode("utf-8", "replace")
     except OSError:
         return ""
-    return "\n".join(data.decode("utf-8", "replace").splitlines()[-lines:])
+    return text if lines is None else "\n".join(text.splitlines()[-lines:])
 
 
 def _jobs_running(wrapper_pid: int) -> bool:
@@ -485,7 +487,7 @@ class RunSupervisor:
             state, message = RunState.SUCCEEDED, ""
         else:
             state = RunState.FAILED
-            tail = _log_tail(run_paths(active.folder)["log"])
+            tail = log_tail(run_paths(active.folder)["log"], LOG_TAIL_LINES, max_bytes=16384)
             how = f"Snakemake exited with {exit_code}" if status is not None else f"killed (exit {exit_code})"
             message = f"{how}:\n{tail}" if tail else how
         self.store.update(active.run_id, state=state, exit_code=exit_code, ended_at=time.time(), message=message)

@@ -14,14 +14,12 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from openhcs_rules.execution.runner import RunSupervisor
+from openhcs_rules.execution.runner import RunSupervisor, log_tail
 from openhcs_rules.execution.states import CancelMode, Event, RunRecord
 from openhcs_rules.execution.store import RunStore, UnknownRun
 from openhcs_rules.execution.submission import ServerPolicy, SubmissionError, check_run_id, prepare_run
 from openhcs_rules.messaging.errors import MessageError
 
-#: the largest log tail returned, in bytes
-MAX_LOG_BYTES = 256 * 1024
 #: result entries listed at most
 MAX_RESULT_FILES = 10_000
 #: events returned per request at most
@@ -119,21 +117,6 @@ class RunService:
         for record in self.store.list_runs():
             by_state[record.state.value] = by_state.get(record.state.value, 0) + 1
         return by_state
-
-
-def log_tail(path: Path, lines: int | None) -> str:
-    """The end of a log file: its last ``lines`` lines (all when None), within :data:`MAX_LOG_BYTES`."""
-    try:
-        with open(path, "rb") as handle:
-            handle.seek(0, 2)
-            size = handle.tell()
-            handle.seek(max(0, size - MAX_LOG_BYTES))
-            text = handle.read().decode("utf-8", "replace")
-    except FileNotFoundError:
-        return ""
-    if lines is not None:
-        text = "\n".join(text.splitlines()[-lines:])
-    return text
 
 
 def result_files(folder: Path) -> list[dict[str, Any]]:

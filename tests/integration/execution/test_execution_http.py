@@ -23,7 +23,6 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -37,39 +36,22 @@ from openhcs_rules.execution.store import RunStore
 from openhcs_rules.execution.submission import ServerPolicy
 from openhcs_rules.execution.tokens import TokenStore
 from openhcs_rules.messaging.addresses import find_free_base_port
+from openhcs_rules_testkit.execution import TINY_WELLS, execution_server, tiny_screen
+from openhcs_rules_testkit.paths import PIPELINE as PIPELINE_FILE
 
 pytestmark = pytest.mark.workflow
 
-REPO = Path(__file__).resolve().parents[3]
-PIPELINE = (REPO / "config" / "pipelines" / "nuclei_count.py").read_text()
-WELLS = ["B02", "B03", "C02"]
+PIPELINE = PIPELINE_FILE.read_text()
+WELLS = list(TINY_WELLS)
 PAGE = "<!doctype html><title>placeholder</title>"
-
-
-def screen(seed: int = 0, wells: list[str] = WELLS) -> str:
-    return yaml.safe_dump(
-        {
-            "plates": {
-                "tiny": {
-                    "source": "synthetic",
-                    "synthetic": {"wells": wells, "sites": 1, "channels": 1, "z_planes": 1, "size": 96, "seed": seed},
-                }
-            },
-            "wells_per_job": 1,
-        }
-    )
 
 
 class Api:
     """The module's server: its address, its store and a client per user."""
 
     def __init__(self, tmp: Path) -> None:
-        policy = ServerPolicy(runs_root=tmp / "runs", pipeline_library=REPO / "config" / "pipelines")
-        self.store = RunStore(tmp / "runs.sqlite")
-        supervisor = RunSupervisor(
-            self.store, max_concurrent=2, snakemake_args=("--cores", "2"), logger_plugin="openhcs", poll_s=0.1
-        )
-        self.zmq = ExecutionServer(policy, self.store, supervisor, port=find_free_base_port())
+        self.zmq = execution_server(tmp, poll_s=0.1)
+        self.store = self.zmq.store
         self.tokens = TokenStore(tmp / "tokens.sqlite")
         page = tmp / "page"
         page.mkdir()
@@ -151,7 +133,7 @@ def stream(
 @pytest.fixture(scope="module")
 def finished(api: Api) -> dict[str, Any]:
     """Alice's screen, submitted over HTTP and streamed to its end: the run and every message of the stream."""
-    response = api.clients["alice"].post("/api/runs", json={"config": screen(), "pipeline": PIPELINE})
+    response = api.clients["alice"].post("/api/runs", json={"config": tiny_screen(), "pipeline": PIPELINE})
     assert response.status_code == 201, response.text
     run = response.json()
     assert run["owner"] == "alice" and run["state"] in ("queued", "running")
@@ -294,7 +276,7 @@ def test_no_download_escapes_the_results(api, finished):
 # -- refusals -------------------------------------------------------------------------------------------------
 def test_a_bad_submission_is_422_naming_the_line(api):
     client = api.clients["alice"]
-    response = client.post("/api/runs", json={"config": screen(), "pipeline": '"""doc"""\n\nimport os\n'})
+    response = client.post("/api/runs", json={"config": tiny_screen(), "pipeline": '"""doc"""\n\nimport os\n'})
     assert response.status_code == 422
     assert response.json()["code"] == "invalid_submission" and "pipeline.py:3" in response.json()["error"]
     response = client.post("/api/runs", json={"config": "plates:\n  a: [\n", "pipeline_name": "nuclei_count"})
@@ -357,7 +339,7 @@ def test_each_user_sees_only_their_runs_and_operators_see_all(api, finished):
 def test_cancel_and_resume_over_http(api):
     client = api.clients["alice"]
     wells = ["B02", "B03", "C02", "C03", "D02", "D03"]
-    run = client.post("/api/runs", json={"config": screen(seed=3, wells=wells), "pipeline_name": "nuclei_count"})
+    run = client.post("/api/runs", json={"config": tiny_screen(seed=3, wells=wells), "pipeline_name": "nuclei_count"})
     run_id = run.json()["run_id"]
     seen = stream(client, run_id, until="well_started")  # the client hangs up mid-run
     bad = client.post(f"/api/runs/{run_id}/cancel", json={"mode": "later"})

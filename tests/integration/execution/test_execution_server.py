@@ -13,54 +13,30 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 import zmq
 import zmq.auth
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from openhcs_rules.execution.client import ExecutionClient
-from openhcs_rules.execution.runner import RunSupervisor
 from openhcs_rules.execution.server import ExecutionServer
-from openhcs_rules.execution.store import RunStore
-from openhcs_rules.execution.submission import ServerPolicy
 from openhcs_rules.messaging import messages
 from openhcs_rules.messaging.addresses import data_port, find_free_base_port
 from openhcs_rules.messaging.auth import AUTHORIZED, ensure_keys, load_client_keys, secure_client_socket
 from openhcs_rules.messaging.errors import AuthenticationError, ServerError
+from openhcs_rules_testkit.execution import TINY_WELLS, execution_server, tiny_screen
+from openhcs_rules_testkit.paths import PIPELINE as PIPELINE_FILE
+from openhcs_rules_testkit.paths import REPO
 
 pytestmark = pytest.mark.workflow
 
-REPO = Path(__file__).resolve().parents[3]
-PIPELINE = (REPO / "config" / "pipelines" / "nuclei_count.py").read_text()
-WELLS = ["B02", "B03", "C02"]
-
-
-def screen(seed: int = 0, wells: list[str] = WELLS) -> str:
-    return yaml.safe_dump(
-        {
-            "plates": {
-                "tiny": {
-                    "source": "synthetic",
-                    "synthetic": {"wells": wells, "sites": 1, "channels": 1, "z_planes": 1, "size": 96, "seed": seed},
-                }
-            },
-            "wells_per_job": 1,
-        }
-    )
-
-
-def _server(tmp_path: Path, host: str = "127.0.0.1", keys: Path | None = None, **kwargs: Any) -> ExecutionServer:
-    policy = ServerPolicy(runs_root=tmp_path / "runs", pipeline_library=REPO / "config" / "pipelines")
-    store = RunStore(tmp_path / "runs.sqlite")
-    supervisor = RunSupervisor(store, max_concurrent=2, snakemake_args=("--cores", "2"), logger_plugin="openhcs")
-    port = find_free_base_port(host if host != "0.0.0.0" else "0.0.0.0")
-    return ExecutionServer(policy, store, supervisor, port=port, host=host, keys_dir=keys, **kwargs)
+PIPELINE = PIPELINE_FILE.read_text()
+WELLS = list(TINY_WELLS)
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    srv = _server(tmp_path_factory.mktemp("execution"))
+    srv = execution_server(tmp_path_factory.mktemp("execution"))
     srv.start()
     yield srv
     srv.stop()
@@ -73,7 +49,7 @@ def client(server):
 
 
 def test_a_submitted_screen_runs_and_every_event_arrives_in_order(server, client):
-    run = client.submit(screen(), pipeline=PIPELINE)
+    run = client.submit(tiny_screen(), pipeline=PIPELINE)
     assert run["state"] in ("queued", "running") and run["owner"] == "local"
     events = list(client.watch(run["run_id"]))
     seqs = [event["seq"] for event in events]
@@ -94,8 +70,8 @@ def test_a_submitted_screen_runs_and_every_event_arrives_in_order(server, client
 
 
 def test_two_screens_run_side_by_side_in_their_own_folders(server, client):
-    first = client.submit(screen(seed=1), pipeline_name="nuclei_count")
-    second = client.submit(screen(seed=2, wells=["D04"]), pipeline=PIPELINE)
+    first = client.submit(tiny_screen(seed=1), pipeline_name="nuclei_count")
+    second = client.submit(tiny_screen(seed=2, wells=["D04"]), pipeline=PIPELINE)
     results = [list(client.watch(run["run_id"]))[-1]["body"]["state"] for run in (first, second)]
     assert results == ["succeeded", "succeeded"], [client.run(run["run_id"])["message"] for run in (first, second)]
     folders = {client.run(run["run_id"])["folder"] for run in (first, second)}
@@ -104,7 +80,7 @@ def test_two_screens_run_side_by_side_in_their_own_folders(server, client):
 
 def test_refusals_name_the_problem_and_unknown_runs_are_unknown(server, client):
     with pytest.raises(ServerError, match="(?s)invalid_submission.*Import statement is not allowed"):
-        client.submit(screen(), pipeline="import os\nos.system('true')\n")
+        client.submit(tiny_screen(), pipeline="import os\nos.system('true')\n")
     with pytest.raises(ServerError, match="(?s)invalid_submission.*outside the allowed folders"):
         client.submit("plates: {p: {source: disk, path: /etc}}\n", pipeline=PIPELINE)
     for run_id in ("no-such-run", "../../etc"):
@@ -161,7 +137,7 @@ def test_twenty_clients_at_once_are_all_answered(server):
 
 
 def test_drain_finishes_running_wells_and_resume_completes_the_run(server, client):
-    run = client.submit(screen(seed=3, wells=["B02", "B03", "C02", "C03", "D02", "D03"]), pipeline=PIPELINE)
+    run = client.submit(tiny_screen(seed=3, wells=["B02", "B03", "C02", "C03", "D02", "D03"]), pipeline=PIPELINE)
     run_id = run["run_id"]
     for event in client.watch(run_id, stop_when_done=False):
         if event["type"] == "well_started":
@@ -203,11 +179,11 @@ def _raw_watch(srv: ExecutionServer, keys_dir: Path, run_id: str) -> dict[str, A
 def test_with_curve_each_user_sees_only_their_runs_and_strangers_are_refused(tmp_path):
     keys = ensure_keys(tmp_path / "server-keys")
     alice, bob = _user_keys(keys, tmp_path, "alice"), _user_keys(keys, tmp_path, "bob")
-    srv = _server(tmp_path, host="0.0.0.0", keys=keys, operators=("client",))
+    srv = execution_server(tmp_path, host="0.0.0.0", keys=keys, operators=("client",))
     srv.start()
     try:
         with ExecutionClient("127.0.0.1", srv.port, keys_dir=alice, timeout_s=20) as as_alice:
-            run = as_alice.submit(screen(seed=4, wells=["B02"]), pipeline=PIPELINE)
+            run = as_alice.submit(tiny_screen(seed=4, wells=["B02"]), pipeline=PIPELINE)
             assert run["owner"] == "alice"
             with ExecutionClient("127.0.0.1", srv.port, keys_dir=bob, timeout_s=20) as as_bob:
                 assert as_bob.runs() == []
@@ -254,7 +230,7 @@ def test_the_cli_serves_submits_waits_and_lists(tmp_path):
         assert server.stdout is not None
         server.stdout.readline()  # the server's address: it is listening
         config = tmp_path / "screen.yaml"
-        config.write_text(screen(seed=5, wells=["B02"]))
+        config.write_text(tiny_screen(seed=5, wells=["B02"]))
         address = f"127.0.0.1:{port}"
         submitted = subprocess.run(
             [

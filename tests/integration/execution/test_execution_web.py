@@ -21,16 +21,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from openhcs_rules.execution import http_api
-from openhcs_rules.execution.runner import RunSupervisor
-from openhcs_rules.execution.server import ExecutionServer
 from openhcs_rules.execution.states import RunState
-from openhcs_rules.execution.store import RunStore
-from openhcs_rules.execution.submission import ServerPolicy
 from openhcs_rules.execution.tokens import TokenStore
-from openhcs_rules.messaging.addresses import find_free_base_port
+from openhcs_rules_testkit.execution import execution_server, tiny_screen
+from openhcs_rules_testkit.paths import REPO
 
 CHROMIUM = Path("/usr/bin/chromium")
 if not CHROMIUM.exists():
@@ -44,7 +40,6 @@ sync_api = pytest.importorskip(
 
 pytestmark = [pytest.mark.workflow, pytest.mark.web]
 
-REPO = Path(__file__).resolve().parents[3]
 PAGE_DIR = REPO / "openhcs_rules" / "execution" / "web"
 DOCS_SCREENSHOT = REPO / "docs" / "images" / "execution-page.png"
 VIEWPORT = {"width": 1280, "height": 900}
@@ -62,29 +57,11 @@ UI_TIMEOUT_MS = 20_000
 USER, OPERATOR = "alice", "facility"
 
 
-def screen(seed: int, wells: list[str], plate: str = "tiny") -> str:
-    return yaml.safe_dump(
-        {
-            "plates": {
-                plate: {
-                    "source": "synthetic",
-                    "synthetic": {"wells": wells, "sites": 1, "channels": 1, "z_planes": 1, "size": 96, "seed": seed},
-                }
-            },
-            "wells_per_job": 1,
-        },
-        sort_keys=False,
-    )
-
-
 class Served:
     """The execution server, its HTTP API with the page, and the tokens of a user and an operator."""
 
     def __init__(self, root: Path) -> None:
-        policy = ServerPolicy(runs_root=root / "runs", pipeline_library=REPO / "config" / "pipelines")
-        store = RunStore(root / "runs.sqlite")
-        supervisor = RunSupervisor(store, max_concurrent=2, snakemake_args=("--cores", "2"), logger_plugin="openhcs")
-        self.execution = ExecutionServer(policy, store, supervisor, port=find_free_base_port(), operators=(OPERATOR,))
+        self.execution = execution_server(root, operators=(OPERATOR,))
         self.tokens = TokenStore(root / "tokens.sqlite")
         self.token = self.tokens.issue(USER)
         self.operator_token = self.tokens.issue(OPERATOR)
@@ -217,7 +194,7 @@ def test_a_page_without_a_token_asks_for_one_and_the_token_leaves_the_address(se
 def test_a_submitted_screen_fills_its_plate_map_and_its_results_download(served, page, tmp_path):
     open_page(page, served)
     config = tmp_path / "screen.yaml"
-    config.write_text(screen(seed=11, wells=["B02", "B03", "B04", "C02", "C03"]))
+    config.write_text(tiny_screen(seed=11, wells=["B02", "B03", "B04", "C02", "C03"]))
     page.set_input_files("#config-file", str(config))  # the file picker loads the YAML into the form
     page.wait_for_function("document.querySelector('#config-text').value.includes('synthetic')")
     page.check("#src-library")
@@ -279,7 +256,7 @@ def test_a_submitted_screen_fills_its_plate_map_and_its_results_download(served,
 
 def test_a_bad_pipeline_shows_the_servers_error_with_its_line(served, page, tmp_path):
     open_page(page, served)
-    page.fill("#config-text", screen(seed=1, wells=["B02"]))
+    page.fill("#config-text", tiny_screen(seed=1, wells=["B02"]))
     page.check("#src-text")
     page.fill(
         "#pipeline-text",
@@ -305,7 +282,7 @@ def test_a_bad_pipeline_shows_the_servers_error_with_its_line(served, page, tmp_
 def test_a_longer_run_is_cancelled_from_the_page_and_resumed(served, page, tmp_path):
     open_page(page, served)
     all_wells = [f"{row}{column:02d}" for row in "BCD" for column in (2, 3, 4)]
-    run_id = submit_form(page, screen(seed=7, wells=all_wells, plate="longer"))
+    run_id = submit_form(page, tiny_screen(seed=7, wells=all_wells, plate="longer"))
     wait_for_wells(page, 1, "running")
     wait_for_state(page, "running")
     assert page.locator("#btn-cancel").is_enabled() and page.locator("#btn-resume").is_disabled()
@@ -338,7 +315,9 @@ def _finished_run(served: Served) -> str:
     for run in service.runs(USER):
         if run["state"] == "succeeded":
             return str(run["run_id"])
-    run_id = str(service.submit(USER, screen(seed=3, wells=["B02", "B03"]), pipeline_name="nuclei_count")["run_id"])
+    run_id = str(
+        service.submit(USER, tiny_screen(seed=3, wells=["B02", "B03"]), pipeline_name="nuclei_count")["run_id"]
+    )
     deadline = time.monotonic() + RUN_TIMEOUT_MS / 1000
     while service.run(USER, run_id)["state"] != "succeeded":
         assert time.monotonic() < deadline and not RunState(service.run(USER, run_id)["state"]).terminal

@@ -31,6 +31,7 @@ from openhcs_rules.streaming.frames import FrameMeta
 from openhcs_rules.streaming.hook import make_streamer
 from openhcs_rules.streaming.sender import FrameSender
 from openhcs_rules.viewers.viewer_server import ZERO_COPY_QUEUE, ViewerServer
+from openhcs_rules_testkit.frames import inline_frame_header
 from openhcs_rules_testkit.paths import PIPELINE
 
 pytestmark = pytest.mark.skipif(not shm.available(), reason="POSIX shared memory is not available on this platform")
@@ -351,26 +352,6 @@ def test_a_chunk_job_streams_all_its_wells_over_one_connection(tmp_path, client,
 # -- bounded memory: a frame's declared size and a viewer's queue are capped before anything is allocated ------
 
 
-def _inline_header(frame_id, shape, dtype="uint16", codec="blosc2-lz4", plate="p"):
-    from openhcs_rules.messaging import messages
-
-    return messages.encode(
-        messages.make(
-            "frame",
-            id=frame_id,
-            sent_ns=0,
-            sender="elsewhere:1",
-            component={"plate": plate, "well": "A01", "site": 1, "channel": 1, "z": 1, "t": 1},
-            step={"index": 0, "name": "raw"},
-            role="image",
-            dtype=dtype,
-            shape=list(shape),
-            transport="inline",
-            codec=codec,
-        )
-    )
-
-
 def _zero_chunk(nbytes):
     """A 32-byte Blosc2 chunk that decompresses to ``nbytes`` zeros (a 'special value' chunk: no data at all)."""
     import imagecodecs
@@ -403,13 +384,13 @@ def test_a_tiny_payload_declaring_a_huge_frame_is_refused_before_it_is_decompres
     server.start()
     try:
         sock = _data_socket(server.port)
-        sock.send_multipart([_inline_header(1, shape), _zero_chunk(int(np.prod(shape)) * 2)])
+        sock.send_multipart([inline_frame_header(1, shape), _zero_chunk(int(np.prod(shape)) * 2)])
         reply = messages.decode(sock.recv())
         assert (reply["type"], reply["code"], reply["id"]) == ("error", "too_large", 1)
         assert f"limit {viewer_server.MAX_FRAME_BYTES} bytes" in reply["error"]
         assert server.bytes_received == 0 and server.status()["queued"] == 0  # nothing decoded, nothing held
         small = (64, 64)
-        sock.send_multipart([_inline_header(2, small), _zero_chunk(64 * 64 * 2)])
+        sock.send_multipart([inline_frame_header(2, small), _zero_chunk(64 * 64 * 2)])
         assert messages.decode(sock.recv()) == messages.make("ack", id=2)  # a frame within the limit still is
         sock.close()
         with ControlClient("127.0.0.1", server.port) as client:
@@ -428,7 +409,7 @@ def test_a_viewer_that_falls_behind_refuses_frames_past_its_queue_limit_and_reco
         sock = _data_socket(server.port)
         replies = []
         for frame_id in range(5):  # the GUI never pumps: frames pile up in the queue
-            sock.send_multipart([_inline_header(frame_id, (64, 64), codec="raw"), bytes(frame_bytes)])
+            sock.send_multipart([inline_frame_header(frame_id, (64, 64), codec="raw"), bytes(frame_bytes)])
             replies.append(messages.decode(sock.recv()))
         assert [r["type"] for r in replies] == ["ack", "ack", "ack", "error", "error"]
         assert replies[3]["code"] == "queue_full"
@@ -437,7 +418,7 @@ def test_a_viewer_that_falls_behind_refuses_frames_past_its_queue_limit_and_reco
         assert server.status()["queued_bytes"] == 3 * frame_bytes
         server.pump(lambda batch: None, budget_s=5)  # the viewer catches up
         assert server.status()["queued_bytes"] == 0
-        sock.send_multipart([_inline_header(9, (64, 64), codec="raw"), bytes(frame_bytes)])
+        sock.send_multipart([inline_frame_header(9, (64, 64), codec="raw"), bytes(frame_bytes)])
         assert messages.decode(sock.recv()) == messages.make("ack", id=9)
         sock.close()
     finally:

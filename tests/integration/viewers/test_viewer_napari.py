@@ -25,6 +25,7 @@ from openhcs_rules.streaming.ensure import ensure_viewers, server_spec
 from openhcs_rules.streaming.frames import FrameMeta
 from openhcs_rules.streaming.hook import make_streamer
 from openhcs_rules.streaming.sender import FrameSender
+from openhcs_rules_testkit.frames import inline_frame_header
 
 pytest.importorskip("napari", reason="napari is not installed (pip install 'openhcs-rules[napari]')")
 pytestmark = [
@@ -175,20 +176,8 @@ def small_napari(tmp_path_factory):
 def _send_inline(sock, frame_id, plate, array):
     from openhcs_rules.messaging import messages
 
-    header = messages.make(
-        "frame",
-        id=frame_id,
-        sent_ns=0,
-        sender="elsewhere:1",
-        component={"plate": plate, "well": "A01", "site": 1, "channel": 1, "z": 1, "t": 1},
-        step={"index": 0, "name": "raw"},
-        role="image",
-        dtype=array.dtype.name,
-        shape=list(array.shape),
-        transport="inline",
-        codec="raw",
-    )
-    sock.send_multipart([messages.encode(header), np.ascontiguousarray(array).tobytes()])
+    header = inline_frame_header(frame_id, array.shape, dtype=array.dtype.name, codec="raw", plate=plate)
+    sock.send_multipart([header, np.ascontiguousarray(array).tobytes()])
     return messages.decode(sock.recv())
 
 
