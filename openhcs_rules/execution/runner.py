@@ -37,6 +37,13 @@ The run's events folder is given to Snakemake and its jobs in ``OPENHCS_RULES_EV
   QUEUED runs simply stay queued: the queue is the store's. Before starting a queued run the supervisor
   checks ``<folder>/.openhcs/launcher.json`` (written by the wrapper) and adopts a live wrapper it finds,
   in case a server died between starting a wrapper and storing its pid: never two Snakemakes in a folder.
+* **GPUs** (:mod:`openhcs_rules.execution.gpus`): the supervisor lends its ``gpus`` to runs. A run starts
+  only when its devices are free (the queue stays first come, first served: a run that waits for a GPU
+  also holds back the runs behind it, so a large run is never starved by small ones); it sees them, and
+  only them, in ``CUDA_VISIBLE_DEVICES`` (empty for a run that needs none), and its Snakemake gets
+  ``--resources gpu=N``. The devices a run holds are written to ``<folder>/.openhcs/gpus.json`` so that a
+  re-adopted run keeps them. A run needing more devices than the server has fails at once (submissions
+  asking for that are refused before: ``RunService.submit``).
 * **Events**: an :class:`EventTailer` per active run, its offsets stored with the events
   (``RunStore.append_events``); collected on every poll and once more after the process ends.
 
@@ -59,10 +66,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
+import yaml
 
 import openhcs_rules
 from openhcs_rules.errors import OpenHCSError
-from openhcs_rules.execution.launch import read_json
+from openhcs_rules.execution.gpus import VISIBLE_ENV, gpu_demand
+from openhcs_rules.execution.launch import read_json, write_json_atomic
 from openhcs_rules.execution.states import EVENT_TYPES, CancelMode, RunRecord, RunState
 from openhcs_rules.execution.store import RunStore
 from openhcs_rules.progress.files import EVENTS_DIR_ENV, EVENTS_SUBDIR
@@ -104,6 +113,7 @@ def run_paths(folder: str | Path) -> dict[str, Path]:
         "log": base / "snakemake.log",
         "status": base / "exit_status.json",
         "launcher": base / "launcher.json",
+        "gpus": base / "gpus.json",
     }
 
 
@@ -161,6 +171,7 @@ class _Active:
     cancelling: bool = False  # a drain or abort was signalled
     idle_since: float | None = None  # since when a cancelled run's Snakemake has had no job process
     stuck: bool = False  # killed because Snakemake hung after its jobs ended
+    gpus: tuple[str, ...] = ()  # the devices lent to the run while it runs
 
     def ended(self) -> bool:
         if self.popen is not None:
@@ -183,11 +194,16 @@ class RunSupervisor:
         logger_plugin: str | None = None,
         snakefile: str | Path | None = None,
         env: Mapping[str, str] | None = None,
+        gpus: Sequence[str] = (),
     ) -> None:
         """``snakemake_args`` go to every Snakemake (resources, executor, profile...); ``logger_plugin`` names
-        a Snakemake logger plugin (``--logger``); ``env`` is added to this process's environment for runs."""
+        a Snakemake logger plugin (``--logger``); ``env`` is added to this process's environment for runs;
+        ``gpus`` are the devices lent to runs (module docstring)."""
         if max_concurrent < 1:
             raise ValueError("max_concurrent must be at least 1")
+        if len(set(gpus)) != len(gpus):
+            raise ValueError(f"a device is named twice in {list(gpus)}")
+        self.gpus = tuple(gpus)
         self.store = store
         self.max_concurrent = max_concurrent
         self.snakemake_args = list(snakemake_args)
@@ -250,6 +266,20 @@ class RunSupervisor:
         """1 for the next run to start, 2 for the one after...; None when the run is not waiting."""
         ids = [record.run_id for record in self.store.queued()]
         return ids.index(run_id) + 1 if run_id in ids else None
+
+    def gpu_demand(self, config: Mapping[str, object]) -> int:
+        """The devices a run of ``config`` holds while it runs, on this supervisor's GPUs."""
+        return gpu_demand(config, bool(self.gpus))
+
+    def gpus_of(self, run_id: str) -> tuple[str, ...]:
+        """The devices lent to a running run (empty for one that needs none, or is not running)."""
+        with self._lock:
+            active = self._active.get(run_id)
+            return active.gpus if active is not None else ()
+
+    def _free_gpus(self) -> list[str]:
+        held = {device for active in self._active.values() for device in active.gpus}
+        return [device for device in self.gpus if device not in held]
 
     def active_runs(self) -> list[str]:
         """The runs whose process this supervisor watches now."""
@@ -332,7 +362,8 @@ class RunSupervisor:
             for record in self.store.queued():
                 if len(self._active) >= self.max_concurrent or self._stopping.is_set():
                     break
-                self._launch(record)
+                if not self._launch(record):
+                    break  # its GPUs are busy: first come, first served (module docstring)
 
     def _watch(self, active: _Active) -> None:
         self._collect(active)
@@ -383,10 +414,12 @@ class RunSupervisor:
             else:
                 os.kill(active.pid, signum)
 
-    def _command(self, folder: Path) -> list[str]:
+    def _command(self, folder: Path, gpus: int = 0) -> list[str]:
         paths = run_paths(folder)
         snakemake = [self.python, "-m", "snakemake", "-s", str(self.snakefile), "--directory", str(folder)]
         snakemake += ["--configfile", str(folder / CONFIG_NAME), *self.snakemake_args]
+        if gpus:
+            snakemake += ["--resources", f"gpu={gpus}"]
         if self.logger_plugin:
             snakemake += ["--logger", self.logger_plugin]
         if (folder / ".snakemake").exists():  # an attempt ran here: redo what it left incomplete
@@ -395,7 +428,16 @@ class RunSupervisor:
         wrapper += ["--launcher", str(paths["launcher"]), "--unlock-if-locked", str(folder)]
         return [*wrapper, "--", *snakemake]
 
-    def _launch(self, record: RunRecord) -> None:
+    def _held_gpus(self, folder: Path) -> tuple[str, ...]:
+        """The devices a run started earlier holds (its ``gpus.json``), those of this supervisor only."""
+        held = (read_json(run_paths(folder)["gpus"]) or {}).get("devices")
+        return tuple(d for d in held if d in self.gpus) if isinstance(held, list) else ()
+
+    def _fail(self, run_id: str, message: str) -> None:
+        self.store.update(run_id, state=RunState.FAILED, ended_at=time.time(), message=message)
+
+    def _launch(self, record: RunRecord) -> bool:
+        """Start a queued run (or adopt its live wrapper); False when it must wait for its GPUs."""
         folder = Path(record.folder)
         paths = run_paths(folder)
         tailer = EventTailer(paths["events"], self.store.offsets(record.run_id), EVENT_TYPES)
@@ -403,19 +445,34 @@ class RunSupervisor:
         pid, create_time = launcher.get("pid"), launcher.get("create_time")
         if isinstance(pid, int) and isinstance(create_time, float) and _process(pid, create_time) is not None:
             log.warning("run %s: its wrapper (pid %d) is running already; adopting it", record.run_id, pid)
-            self._active[record.run_id] = _Active(record.run_id, folder, pid, create_time, tailer)
+            gpus = self._held_gpus(folder)
+            self._active[record.run_id] = _Active(record.run_id, folder, pid, create_time, tailer, gpus=gpus)
             self.store.update(record.run_id, state=RunState.RUNNING, pid=pid, pid_started_at=create_time)
-            return
+            return True
         if not folder.is_dir():
-            self.store.update(record.run_id, state=RunState.FAILED, ended_at=time.time(), message=f"no folder {folder}")
-            return
+            self._fail(record.run_id, f"no folder {folder}")
+            return True
+        try:
+            config = yaml.safe_load((folder / CONFIG_NAME).read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError) as exc:
+            self._fail(record.run_id, f"its config {folder / CONFIG_NAME} cannot be read: {exc}")
+            return True
+        demand = self.gpu_demand(config if isinstance(config, dict) else {})
+        if demand > len(self.gpus):
+            self._fail(record.run_id, f"it needs {demand} GPU(s); this server lends {len(self.gpus)}")
+            return True
+        free = self._free_gpus()
+        if demand > len(free):
+            return False
+        gpus = tuple(free[:demand])
         try:
             paths["events"].mkdir(parents=True, exist_ok=True)
             paths["status"].unlink(missing_ok=True)  # a status file is always this attempt's
-            env = {**os.environ, **self.env, EVENTS_DIR_ENV: str(paths["events"])}
+            write_json_atomic(paths["gpus"], {"devices": list(gpus)})
+            env = {**os.environ, **self.env, EVENTS_DIR_ENV: str(paths["events"]), VISIBLE_ENV: ",".join(gpus)}
             with open(paths["log"], "ab") as output:
                 popen = subprocess.Popen(
-                    self._command(folder),
+                    self._command(folder, demand),
                     cwd=folder,
                     env=env,
                     stdin=subprocess.DEVNULL,
@@ -424,26 +481,26 @@ class RunSupervisor:
                     start_new_session=True,
                 )
         except OSError as exc:
-            self.store.update(
-                record.run_id, state=RunState.FAILED, ended_at=time.time(), message=f"the run could not start: {exc}"
-            )
-            return
+            self._fail(record.run_id, f"the run could not start: {exc}")
+            return True
         try:
             create_time = psutil.Process(popen.pid).create_time()
         except psutil.Error:  # gone already (a zombie still has one; this is very unlikely)
             create_time = time.time()
-        self._active[record.run_id] = _Active(record.run_id, folder, popen.pid, create_time, tailer, popen)
+        self._active[record.run_id] = _Active(record.run_id, folder, popen.pid, create_time, tailer, popen, gpus=gpus)
         now = time.time()
         self.store.update(
             record.run_id, state=RunState.RUNNING, pid=popen.pid, pid_started_at=create_time, started_at=now
         )
-        self.store.append_events(record.run_id, [("run_started", {"pid": popen.pid}, now)])
-        log.info("run %s started (pid %d) in %s", record.run_id, popen.pid, folder)
+        self.store.append_events(record.run_id, [("run_started", {"pid": popen.pid, "gpus": list(gpus)}, now)])
+        log.info("run %s started (pid %d) in %s, GPUs %s", record.run_id, popen.pid, folder, list(gpus) or "none")
+        return True
 
     def _readopt(self, record: RunRecord) -> None:
         folder = Path(record.folder)
         tailer = EventTailer(run_paths(folder)["events"], self.store.offsets(record.run_id), EVENT_TYPES)
         active = _Active(record.run_id, folder, record.pid or 0, record.pid_started_at or 0.0, tailer)
+        active.gpus = self._held_gpus(folder)
         if _process(record.pid, record.pid_started_at) is not None:
             if record.state is RunState.ABORTING:
                 active.abort_deadline = time.monotonic() + self.grace_s
