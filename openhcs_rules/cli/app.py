@@ -12,7 +12,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from openhcs_rules.cli import demo, execution, jobs, omero, pipelines, plates, viewers
+from openhcs_rules.cli import demo, execution, jobs, omero, pipelines, plates, status, viewers
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -20,7 +20,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="openhcs-rules", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
-    for module in (plates, jobs, demo, pipelines, omero, viewers, execution):  # the order of the commands in --help
+    for module in (
+        plates,
+        jobs,
+        demo,
+        pipelines,
+        status,
+        omero,
+        viewers,
+        execution,
+    ):  # the order of the commands in --help
         module.add_parsers(sub)
     return parser
 

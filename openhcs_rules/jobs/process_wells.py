@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -153,7 +154,10 @@ def process_wells(
                     failures[well] = f"{type(exc).__name__}: {exc}"
         finally:
             inputs.close()
+    failed_record = failures_path(manifest)
     if failures:
+        # for `openhcs-rules status`: which wells failed and why, until a rerun of the chunk succeeds
+        atomic_write_text(failed_record, json.dumps({"chunk": chunk, "wells": failures, "at": time.time()}, indent=1))
         lines = "\n".join(f"  {well}: {reason}" for well, reason in failures.items())
         raise WellsFailed(
             f"{len(failures)} of {len(wells)} wells of {plate.name} chunk {chunk} failed:\n{lines}\n"
@@ -164,4 +168,11 @@ def process_wells(
     summaries = {w: folders[w].read_summary() for w in wells}
     result = {"plate": plate.name, "chunk": chunk, "wells": wells, "run_key": key, "summaries": summaries}
     atomic_write_text(manifest, json.dumps(result, indent=1))
+    failed_record.unlink(missing_ok=True)
     return result
+
+
+def failures_path(manifest: str | Path) -> Path:
+    """Where a chunk job records its failed wells (``chunks/<chunk>.failed.json``, next to the manifest)."""
+    path = Path(manifest)
+    return path.with_name(path.stem + ".failed.json")
