@@ -107,6 +107,13 @@ FUNCTIONS: dict[str, FunctionSpec] = {
             "measure",
             "per-object area, centroid and per-channel intensities",
         ),
+        FunctionSpec(
+            "measure_compartments",
+            "openhcs_rules.functions.compartments",
+            "measure_compartments",
+            "measure",
+            "nuclei (and cells grown into `cell_channel`, cytoplasm): CellProfiler shape, intensity, texture",
+        ),
     )
 }
 

@@ -7,6 +7,7 @@
 // cannot send headers).
 
 const TOKEN_KEY = "openhcs-execution-token";
+const DEFAULT_PIPELINE = "nuclei_count"; // preselected when the server's library has it
 const POLL_MS = 2500;
 const LOG_TAIL = 200;
 const RESULTS_EVERY_MS = 10000;
@@ -848,6 +849,7 @@ async function loadPipelines() {
   }
   if (names.length) {
     select.replaceChildren(...names.map((name) => el("option", { value: name, text: name })));
+    if (names.includes(DEFAULT_PIPELINE)) select.value = DEFAULT_PIPELINE; // the standard one, not the first
     select.disabled = false;
   } else {
     select.replaceChildren(el("option", { value: "", text: "(the server has no pipeline library)" }));

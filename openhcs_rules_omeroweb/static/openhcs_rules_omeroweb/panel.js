@@ -295,6 +295,7 @@
       const select = this.q("pipeline-name");
       if (names.length) {
         select.replaceChildren(...names.map((name) => el("option", { value: name, text: name })));
+        if (names.includes("nuclei_count")) select.value = "nuclei_count"; // the standard one, not the first
         select.disabled = false;
       } else {
         select.replaceChildren(el("option", { value: "", text: "(the server has no pipeline library)" }));

@@ -144,7 +144,7 @@ def finished(api: Api) -> dict[str, Any]:
 def test_whoami_names_the_token_user_and_operators(api):
     assert api.clients["alice"].get("/api/whoami").json() == {"user": "alice", "operator": False}
     assert api.clients["local"].get("/api/whoami").json() == {"user": "local", "operator": True}
-    assert api.clients["bob"].get("/api/pipelines").json() == {"pipelines": ["nuclei_count"]}
+    assert api.clients["bob"].get("/api/pipelines").json() == {"pipelines": ["cell_profile", "nuclei_count"]}
 
 
 @pytest.mark.parametrize(

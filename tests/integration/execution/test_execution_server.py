@@ -88,7 +88,7 @@ def test_refusals_name_the_problem_and_unknown_runs_are_unknown(server, client):
             client.run(run_id)
         with pytest.raises(ServerError, match="unknown_run"):
             client.cancel(run_id)
-    assert client.pipelines() == ["nuclei_count"]
+    assert client.pipelines() == ["cell_profile", "nuclei_count"]
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

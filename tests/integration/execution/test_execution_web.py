@@ -202,7 +202,11 @@ def test_a_submitted_screen_fills_its_plate_map_and_its_results_download(served,
     page.set_input_files("#config-file", str(config))  # the file picker loads the YAML into the form
     page.wait_for_function("document.querySelector('#config-text').value.includes('synthetic')")
     page.check("#src-library")
-    assert page.eval_on_selector_all("#pipeline-name option", "os => os.map(o => o.value)") == ["nuclei_count"]
+    assert page.eval_on_selector_all("#pipeline-name option", "os => os.map(o => o.value)") == [
+        "cell_profile",
+        "nuclei_count",
+    ]
+    assert page.input_value("#pipeline-name") == "nuclei_count"  # the standard pipeline preselected
     page.click("#submit-button")
     page.wait_for_selector("#submit-status:has-text('Submitted')")
     run_id = page.text_content("#run-id")

@@ -409,10 +409,11 @@ def test_the_apps_token_works_at_the_execution_server(omero_web: Omero, client: 
         assert pipelines
 
         foreign = plate_id + 1
-        refused = api.post("/api/runs", json={"config": _screen(foreign), "pipeline_name": pipelines[0]})
+        assert "nuclei_count" in pipelines
+        refused = api.post("/api/runs", json={"config": _screen(foreign), "pipeline_name": "nuclei_count"})
         assert refused.status_code == 403 and refused.json()["code"] == "forbidden", refused.text
 
-        accepted = api.post("/api/runs", json={"config": _screen(plate_id), "pipeline_name": pipelines[0]})
+        accepted = api.post("/api/runs", json={"config": _screen(plate_id), "pipeline_name": "nuclei_count"})
         assert accepted.status_code == 201, accepted.text
         run = accepted.json()
         assert run["owner"] == "alice@omero" and run["plates"] == [f"omero_{plate_id}"]
@@ -539,7 +540,8 @@ def test_the_panel_in_a_browser(omero_web: Omero, site: Site, tmp_path: Path, mo
         role("who").filter(has_text="as alice@omero").wait_for()
         assert role("server-link").text_content() == api.url
         role("pipeline-name").locator("option[value='nuclei_count']").wait_for(state="attached")
-        assert role("pipeline-name").locator("option").all_text_contents() == ["nuclei_count"]
+        assert role("pipeline-name").locator("option").all_text_contents() == ["cell_profile", "nuclei_count"]
+        assert role("pipeline-name").input_value() == "nuclei_count"  # the standard pipeline preselected
 
         run_id = submit(role)
         row = role("runs").locator(f'tr[data-run-id="{run_id}"]')
