@@ -3,7 +3,8 @@ to it.
 
 ``serve`` runs the server in the foreground (runs, events and run folders under ``--runs-dir``; remote
 screens confined to ``--data-root`` folders; the HTTP API and web page on ``--http-port``, loopback unless
-TLS or ``--http-insecure`` is given). ``serve-token`` issues (or revokes) a user's token for the HTTP API.
+TLS or ``--http-insecure`` is given). ``serve-token`` issues (or revokes) a user's token for the HTTP API;
+``serve-secret`` creates the secret the server shares with OMERO.web's panel (``--signing-secret``).
 ``submit`` sends a screen config and a pipeline and prints the run (with ``--wait``, follows it with a
 progress bar and exits with the run's outcome). ``runs`` lists, inspects, follows, cancels and resumes runs.
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import signal
 import sys
 from pathlib import Path
@@ -65,6 +67,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         data_roots=tuple(Path(root).expanduser().resolve() for root in args.data_root),
         pipeline_library=Path(args.pipelines).expanduser().resolve() if args.pipelines else None,
         omero=omero,
+        stream_keys_dir=Path(args.stream_keys_dir).expanduser().resolve() if args.stream_keys_dir else None,
     )
     if args.keys_dir:
         ensure_keys(args.keys_dir)
@@ -74,10 +77,24 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             f"no workflow at {snakefile}: run `serve` from a checkout of openhcs-rules, or pass --snakefile "
             "PATH/workflow/Snakefile"
         )
+    from openhcs_rules.execution.gpus import parse_gpus
+    from openhcs_rules.execution.signed_tokens import load_secret
+
+    gpus = parse_gpus(args.gpus)
+    signing_secret = load_secret(args.signing_secret) if args.signing_secret else None
+    if args.http_cors_origin and not args.http_port:
+        raise ConfigError("--http-cors-origin needs the HTTP API (--http-port)")
+    for origin in args.http_cors_origin:
+        if not re.fullmatch(r"https?://[A-Za-z0-9.-]+(:\d{1,5})?|https?://\[[0-9A-Fa-f:]+\](:\d{1,5})?", origin):
+            raise ConfigError(
+                f"--http-cors-origin {origin!r}: an origin is scheme://host[:port] with no path, e.g. "
+                "https://omero.example.org (no wildcard: name each origin)"
+            )
     store = RunStore(runs_dir / "runs.sqlite")
     supervisor = RunSupervisor(
         store,
         max_concurrent=args.max_runs,
+        gpus=gpus,
         snakemake_args=("--cores", str(args.cores)),
         logger_plugin="openhcs",
         snakefile=snakefile,
@@ -92,7 +109,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         from openhcs_rules.execution.http_api import HttpServer, create_app
 
         http = HttpServer(
-            create_app(server.service, tokens),
+            create_app(
+                server.service, tokens, signing_secret=signing_secret, cors_origins=tuple(args.http_cors_origin)
+            ),
             host=args.http_host,
             port=args.http_port,
             ssl_certfile=args.http_cert,
@@ -112,7 +131,13 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     if http is not None and LOCAL_USER not in tokens.users():
         new_token = tokens.issue(LOCAL_USER)
     page = _page_url(http) if http is not None else None
-    first = {"server": "execution", "address": f"{args.host}:{args.port}", "runs_dir": str(runs_dir), "http": page}
+    first = {
+        "server": "execution",
+        "address": f"{args.host}:{args.port}",
+        "runs_dir": str(runs_dir),
+        "http": page,
+        "gpus": list(gpus),
+    }
     print(json.dumps(first, sort_keys=True))
     if page is not None and new_token is not None:
         # once, on stdout only: the fragment (#token=...) is never sent to a server, so no log records it
@@ -129,6 +154,14 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             http.stop()
         server.stop()
         tokens.close()
+    return 0
+
+
+def _cmd_serve_secret(args: argparse.Namespace) -> int:
+    from openhcs_rules.execution.signed_tokens import create_secret
+
+    path = create_secret(args.path)
+    _print({"secret": str(path.resolve())})
     return 0
 
 
@@ -192,10 +225,24 @@ def _print_line(result: Any) -> None:
 
 # -- submit ---------------------------------------------------------------------------------------------
 def _cmd_submit(args: argparse.Namespace) -> int:
+    from openhcs_rules.execution.client import hybrid_streaming, local_platemaps
+
     config = Path(args.config).read_text(encoding="utf-8")
     pipeline = Path(args.pipeline).read_text(encoding="utf-8") if args.pipeline else None
+    # viewers on this machine (streaming.curve_keys_dir here): their key goes along, the local path does not
+    hybrid = hybrid_streaming(config)
     with _client(args) as client:
-        run = client.submit(config, pipeline=pipeline, pipeline_name=args.pipeline_name)
+        if hybrid.keys_dir is not None:
+            # before the submission, so the viewer already accepts the run's first frames
+            authorized = client.authorize_stream_key(hybrid.keys_dir)
+            print(f"authorized the execution server's streaming key for your viewers: {authorized}", file=sys.stderr)
+        run = client.submit(
+            hybrid.config,
+            pipeline=pipeline,
+            pipeline_name=args.pipeline_name,
+            viewer_keys=hybrid.viewer_keys,
+            platemaps=local_platemaps(config),  # the maps are the submitter's files: they travel with the run
+        )
         if not args.wait:
             _print(run)
             return 0
@@ -315,8 +362,20 @@ def add_parsers(sub: Any) -> None:
     serve.add_argument("--pipelines", default=None, help="folder of named pipelines clients may choose from")
     serve.add_argument("--max-runs", type=int, default=1, help="runs executed at the same time (others queue)")
     serve.add_argument("--cores", type=int, default=2, help="--cores given to each run's Snakemake")
+    serve.add_argument(
+        "--gpus",
+        default="auto",
+        help="GPUs lent to runs, each held by one run at a time: auto (CUDA_VISIBLE_DEVICES, else nvidia-smi), "
+        "none, or devices like 0,1",
+    )
     serve.add_argument("--operator", action="append", default=[], help="a user who sees and cancels every run")
     serve.add_argument("--omero-config", default=None, help="JSON file: this server's OMERO block")
+    serve.add_argument(
+        "--stream-keys-dir",
+        default=None,
+        help="the server's CURVE keypair for streaming runs to viewers on clients' machines (default: "
+        "RUNS_DIR/stream-keys; made on start)",
+    )
     serve.add_argument("--snakefile", default=None, help="the workflow (default: workflow/Snakefile of this checkout)")
     serve.add_argument("--http-port", type=int, default=7780, help="port of the HTTP API and web page (0: none)")
     serve.add_argument(
@@ -331,7 +390,22 @@ def add_parsers(sub: Any) -> None:
         action="store_true",
         help="allow plain HTTP beyond loopback (tokens cross the network in clear: trusted networks only)",
     )
+    serve.add_argument(
+        "--signing-secret",
+        default=None,
+        help="secret shared with OMERO.web (`serve-secret FILE`): accept the tokens its OpenHCS panel signs",
+    )
+    serve.add_argument(
+        "--http-cors-origin",
+        action="append",
+        default=[],
+        help="an origin whose pages may call the HTTP API, e.g. https://omero.example.org (repeatable)",
+    )
     serve.set_defaults(func=_cmd_serve)
+
+    secret = sub.add_parser("serve-secret", help="create the secret the server shares with OMERO.web's panel")
+    secret.add_argument("path", help="the file to create (kept when it exists; owner-only)")
+    secret.set_defaults(func=_cmd_serve_secret)
 
     token = sub.add_parser("serve-token", help="issue a token for the execution server's HTTP API and web page")
     token.add_argument("user", help="the user (the same name as their CURVE key file, if they have one)")

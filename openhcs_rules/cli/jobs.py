@@ -36,7 +36,17 @@ def _cmd_process_wells(args: argparse.Namespace) -> int:
 def _cmd_assemble(args: argparse.Namespace) -> int:
     from openhcs_rules.jobs.assemble import assemble_plate
 
-    assemble_plate(args.plate_json, args.wells_dir, args.out_dir, args.backend)
+    channel = args.nuclei_channel
+    assemble_plate(
+        args.plate_json,
+        args.wells_dir,
+        args.out_dir,
+        args.backend,
+        args.platemap,
+        args.control_feature,
+        nuclei_channel=int(channel) if channel is not None and channel.isdigit() else channel,
+        illumination=args.illumination,
+    )
     return 0
 
 
@@ -71,5 +81,13 @@ def add_parsers(subparsers: Any) -> None:
     p.add_argument("--plate-json", required=True)
     p.add_argument("--wells-dir", required=True)
     p.add_argument("--out-dir", required=True)
+    p.add_argument("--platemap", default=None, help="the plate map (CSV: well, any columns, control)")
+    p.add_argument("--nuclei-channel", default=None, help="the channel the QC montage shows (index or name)")
+    p.add_argument("--illumination", default=None, help="the plate's illumination.npz (drawn as flatfield.png)")
+    p.add_argument(
+        "--control-feature",
+        default=schema_default("controls", "feature"),
+        help="the wells-table column Z', SSMD and the percent of negative control are computed on",
+    )
     WellJobOptions.add_arguments(p, ["backend"])
     p.set_defaults(func=_cmd_assemble)

@@ -90,7 +90,31 @@ def _output_dir_problems(screen: dict[str, Any], base: Path) -> Iterator[str]:
                 )
 
 
+def _platemap_problems(screen: dict[str, Any], base: Path) -> Iterator[str]:
+    """A plate map that cannot be read or is malformed is refused now, not after every well was processed.
+    (Whether its wells are on the plate is known once discovery ran: assembly checks that.)"""
+    from openhcs_rules.plate.platemap import read_platemap
+
+    for name, plate in screen["plates"].items():
+        path = plate.get("platemap")
+        if not path:
+            continue
+        problem = _control_characters(f"plates.{name}.platemap", path)
+        if problem:
+            yield problem
+            continue
+        resolved = _resolve(path, base)
+        if not resolved.is_file():
+            yield f"plates.{name}.platemap: {path!r} is not a file (looked for {resolved})."
+            continue
+        try:
+            read_platemap(resolved)
+        except ConfigError as exc:
+            yield f"plates.{name}.platemap: {exc}"
+
+
 def _plate_problems(screen: dict[str, Any], base: Path) -> Iterator[str]:
+    yield from _platemap_problems(screen, base)
     for name, plate in screen["plates"].items():
         if plate["source"] != "disk":
             continue
@@ -143,6 +167,8 @@ def config_paths(screen: dict[str, Any]) -> Iterator[tuple[str, str]]:
     for name, plate in screen["plates"].items():
         if plate.get("path"):
             yield f"plates.{name}.path", plate["path"]
+        if plate.get("platemap"):
+            yield f"plates.{name}.platemap", plate["platemap"]
     for key in ("password_file", "data_dir"):
         if screen["omero"].get(key):
             yield f"omero.{key}", screen["omero"][key]

@@ -9,8 +9,13 @@ Security choices, and why:
 
 - **Bearer tokens, no cookies.** Every ``/api`` route but the OpenAPI document needs
   ``Authorization: Bearer <token>`` (:mod:`~openhcs_rules.execution.tokens`). A browser never attaches that
-  header on its own, so another site cannot make a logged-in browser act (no CSRF), and no CORS header is
-  sent: the page is served from the same origin. A request without a valid token learns nothing (401).
+  header on its own, so another site cannot make a logged-in browser act (no CSRF). A request without a
+  valid token learns nothing (401).
+- **OMERO.web's users** come with a short-lived token OMERO.web signed
+  (:mod:`~openhcs_rules.execution.signed_tokens`, accepted only when the server has the shared secret): they
+  act as ``<name>@omero`` and may submit runs only on the OMERO plates the token names (403 ``forbidden``).
+  Their page is served by OMERO.web, another origin, so CORS is answered for the origins the operator
+  listed (``--http-cors-origin``) and no other; no credentials (cookies) are ever allowed cross-origin.
 - **Unknown and foreign runs look the same** (404 ``unknown_run``): run ids cannot be probed.
 - **Bounded input.** Bodies over :data:`MAX_BODY_BYTES` are refused (413) from their ``Content-Length`` or,
   when streamed, as soon as the count passes the limit, before the rest is read; parameters are typed and
@@ -34,7 +39,8 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -42,6 +48,7 @@ import uvicorn
 from anyio import to_thread
 from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
@@ -52,7 +59,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from openhcs_rules import __version__
 from openhcs_rules.errors import OpenHCSError
 from openhcs_rules.execution.plate_map import plate_map, run_layouts
-from openhcs_rules.execution.service import MAX_EVENTS, RunNotVisible, RunService
+from openhcs_rules.execution.service import MAX_EVENTS, OutOfScope, RunNotVisible, RunService
+from openhcs_rules.execution.signed_tokens import is_signed_token, verify_token
 from openhcs_rules.execution.states import Event, RunState
 from openhcs_rules.execution.submission import SubmissionError
 from openhcs_rules.execution.tokens import TokenStore
@@ -104,7 +112,13 @@ def _unauthenticated() -> ApiError:
     return ApiError(401, "unauthenticated", "a valid token is needed: send 'Authorization: Bearer <token>'")
 
 
-_HTTP_CODES = {400: "bad_request", 401: "unauthenticated", 404: "not_found", 405: "method_not_allowed"}
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+}
 
 
 def _install_error_handlers(app: FastAPI) -> None:
@@ -120,6 +134,9 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     async def invalid_submission(_: Request, exc: Exception) -> Response:
         return error_response(422, "invalid_submission", str(exc))
+
+    async def forbidden(_: Request, exc: Exception) -> Response:
+        return error_response(403, "forbidden", str(exc))
 
     async def refused(_: Request, exc: Exception) -> Response:
         return error_response(409, "refused", str(exc))
@@ -139,6 +156,7 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     app.add_exception_handler(ApiError, api_error)
     app.add_exception_handler(RunNotVisible, not_visible)
+    app.add_exception_handler(OutOfScope, forbidden)
     app.add_exception_handler(SubmissionError, invalid_submission)
     app.add_exception_handler(OpenHCSError, refused)
     app.add_exception_handler(RequestValidationError, bad_request)
@@ -220,6 +238,14 @@ class Submission(BaseModel):
     config: str = Field(description="the screen's YAML config (text)")
     pipeline: str | None = Field(default=None, description="a pipeline file's text (parsed, never executed)")
     pipeline_name: str | None = Field(default=None, description="a pipeline of the server's library")
+    viewer_keys: dict[str, str] | None = Field(
+        default=None,
+        description="viewer kind -> Z85 public key of the submitter's viewer the run streams to (hybrid runs)",
+    )
+    platemaps: dict[str, str] | None = Field(
+        default=None,
+        description="plate name -> the text of its plate map (CSV: well, any columns, control), kept in the run",
+    )
 
 
 class Cancel(BaseModel):
@@ -233,25 +259,59 @@ class Cancel(BaseModel):
 _bearer = HTTPBearer(auto_error=False, description="a token from `openhcs-rules serve-token USER`")
 
 
-def current_user(
+@dataclass(frozen=True)
+class Principal:
+    """Who is asking: a user name, and the OMERO plates a signed token limits them to (None: no limit)."""
+
+    user: str
+    omero_plates: frozenset[int] | None = None
+
+
+def principal_of(app: FastAPI, token: str | None) -> Principal | None:
+    """The principal a bearer token stands for: a signed token (when the app has the signing secret) or one
+    of the token store's; None for anything else."""
+    if not token:
+        return None
+    secret: bytes | None = app.state.signing_secret
+    if is_signed_token(token):
+        claims = verify_token(secret, token) if secret else None
+        return None if claims is None else Principal(claims.user, claims.omero_plates)
+    user = app.state.tokens.user_of(token)
+    return None if user is None else Principal(user)
+
+
+def current_principal(
     request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-) -> str:
-    """The user whose token came with the request (the app's ``state.tokens``); 401 without a valid one."""
-    tokens: TokenStore = request.app.state.tokens
-    user = tokens.user_of(credentials.credentials) if credentials is not None else None
-    if user is None:
+) -> Principal:
+    """The principal whose token came with the request; 401 without a valid one."""
+    principal = principal_of(request.app, credentials.credentials if credentials is not None else None)
+    if principal is None:
         raise _unauthenticated()
-    return user
+    return principal
+
+
+def current_user(principal: Annotated[Principal, Depends(current_principal)]) -> str:
+    """The requesting user's name (routes that need no more than who is asking)."""
+    return principal.user
 
 
 #: a route's requesting user (module level: FastAPI resolves the postponed annotations in this module's globals)
 User = Annotated[str, Depends(current_user)]
+Caller = Annotated[Principal, Depends(current_principal)]
 
 
 # -- the app --------------------------------------------------------------------------------------------------
-def create_app(service: RunService, tokens: TokenStore, page_dir: Path | None = None) -> FastAPI:
-    """The HTTP API over ``service``, its users known by ``tokens``; the web page from ``page_dir``
-    (default :data:`DEFAULT_PAGE_DIR`; a folder that does not exist yet serves nothing until it does)."""
+def create_app(
+    service: RunService,
+    tokens: TokenStore,
+    page_dir: Path | None = None,
+    *,
+    signing_secret: bytes | None = None,
+    cors_origins: Sequence[str] = (),
+) -> FastAPI:
+    """The HTTP API over ``service``, its users known by ``tokens`` (and, with ``signing_secret``, by tokens
+    OMERO.web signed); the web page from ``page_dir`` (default :data:`DEFAULT_PAGE_DIR`; a folder that does
+    not exist yet serves nothing until it does); cross-origin requests answered for ``cors_origins`` only."""
     page = Path(page_dir) if page_dir is not None else DEFAULT_PAGE_DIR
     app = FastAPI(
         title="openhcs-rules execution server",
@@ -263,9 +323,20 @@ def create_app(service: RunService, tokens: TokenStore, page_dir: Path | None = 
         redoc_url=None,
     )
     app.state.closing = threading.Event()  # set by HttpServer.stop: open streams end
-    app.add_middleware(RequestGuard, limit=MAX_BODY_BYTES)
+    if cors_origins:
+        # bearer tokens only, never cookies: allow_credentials stays False, so no other site rides a session
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(cors_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type", "Last-Event-ID"],
+            allow_credentials=False,
+            max_age=600,
+        )
+    app.add_middleware(RequestGuard, limit=MAX_BODY_BYTES)  # added last: outermost, also guards CORS answers
     _install_error_handlers(app)
     app.state.tokens = tokens
+    app.state.signing_secret = signing_secret
 
     @app.get("/api/whoami", tags=["users"])
     def whoami(user: User) -> dict[str, Any]:
@@ -277,16 +348,30 @@ def create_app(service: RunService, tokens: TokenStore, page_dir: Path | None = 
         """The names of the server's library pipelines (``pipeline_name`` of a submission)."""
         return {"pipelines": service.pipelines()}
 
+    @app.get("/api/stream-key", tags=["runs"])
+    def stream_key(user: User) -> dict[str, Any]:
+        """The server's streaming public key: authorize it in your viewer's keys folder so runs stream to it."""
+        return {"public_key": service.stream_public_key()}
+
     @app.get("/api/runs", tags=["runs"])
     def runs(user: User, everyone: Annotated[bool, Query(alias="all")] = False) -> dict[str, Any]:
         """The user's runs, newest first (``all=true``: everyone's, for operators; ignored otherwise)."""
         return {"runs": service.runs(user, everyone=everyone)}
 
     @app.post("/api/runs", tags=["runs"], status_code=201)
-    def submit(user: User, submission: Submission) -> dict[str, Any]:
-        """Submit a screen: 201 with the queued run, or 422 ``invalid_submission`` naming every problem."""
-        run = service.submit(user, submission.config, submission.pipeline, submission.pipeline_name)
-        log.info("run %s accepted over HTTP from %s: plates %s", run["run_id"], user, ", ".join(run["plates"]))
+    def submit(caller: Caller, submission: Submission) -> dict[str, Any]:
+        """Submit a screen: 201 with the queued run, 422 ``invalid_submission`` naming every problem, or 403
+        ``forbidden`` for plates a signed token does not cover."""
+        run = service.submit(
+            caller.user,
+            submission.config,
+            submission.pipeline,
+            submission.pipeline_name,
+            omero_plates=caller.omero_plates,
+            viewer_keys=submission.viewer_keys,
+            platemaps=submission.platemaps,
+        )
+        log.info("run %s accepted over HTTP from %s: plates %s", run["run_id"], caller.user, ", ".join(run["plates"]))
         return run
 
     @app.get("/api/runs/{run_id}", tags=["runs"])
@@ -355,8 +440,9 @@ def create_app(service: RunService, tokens: TokenStore, page_dir: Path | None = 
             elif ended_at_open:
                 return  # a run that had ended when the stream opened: what is stored is all there is
             if time.monotonic() - last_write >= KEEPALIVE_S:
-                if await to_thread.run_sync(tokens.user_of, token) != user:
-                    return  # the token was revoked while the stream was open
+                current = await to_thread.run_sync(principal_of, app, token)
+                if current is None or current.user != user:
+                    return  # the token was revoked, or (signed) expired, while the stream was open
                 yield ": keepalive\n\n"
                 last_write = time.monotonic()
             await asyncio.sleep(STREAM_POLL_S)

@@ -1,7 +1,7 @@
 """``openhcs-rules serve``: the execution server next to the data.
 
 One process: the ZMQ control channel on the base port (request/reply: submit, runs, run, events, cancel,
-resume, logs, results, pipelines; every request answered, errors included, by the
+resume, logs, results, pipelines, stream_key; every request answered, errors included, by the
 :class:`~openhcs_rules.messaging.server.DualChannelServer` it builds on) and the progress channel on
 base + 1000, where a client asks to *watch* a run and the server pushes that run's numbered events to it.
 
@@ -35,7 +35,7 @@ from openhcs_rules.execution.runner import RunSupervisor
 from openhcs_rules.execution.service import MAX_EVENTS, RunNotVisible, RunService
 from openhcs_rules.execution.states import CancelMode
 from openhcs_rules.execution.store import RunStore
-from openhcs_rules.execution.submission import ServerPolicy, SubmissionError
+from openhcs_rules.execution.submission import ServerPolicy, SubmissionError, ensure_stream_keys
 from openhcs_rules.execution.users import Users
 from openhcs_rules.messaging import messages
 from openhcs_rules.messaging.addresses import DEFAULT_HOST
@@ -88,6 +88,8 @@ class ExecutionServer(DualChannelServer):
 
     # -- lifecycle --------------------------------------------------------------------------------------
     def start(self) -> None:
+        # the streaming identity exists before any client asks for it (and a broken folder stops the start)
+        ensure_stream_keys(self.policy.stream_keys_folder())
         self.supervisor.start()
         super().start()
         self._pusher = threading.Thread(target=self._push_loop, name=f"{self.name}-push", daemon=True)
@@ -127,9 +129,18 @@ class ExecutionServer(DualChannelServer):
     def _control(self, kind: str, message: dict[str, Any], user: str) -> Any:
         service = self.service
         if kind == "submit":
-            run = service.submit(user, message["config"], message.get("pipeline"), message.get("pipeline_name"))
+            run = service.submit(
+                user,
+                message["config"],
+                message.get("pipeline"),
+                message.get("pipeline_name"),
+                viewer_keys=message.get("viewer_keys"),
+                platemaps=message.get("platemaps"),
+            )
             log.info("run %s accepted from %s: plates %s", run["run_id"], user, ", ".join(run["plates"]))
             return run
+        if kind == "stream_key":
+            return {"public_key": service.stream_public_key()}
         if kind == "pipelines":
             return {"pipelines": service.pipelines()}
         if kind == "runs":

@@ -17,7 +17,14 @@ from typing import Any
 from openhcs_rules.execution.runner import RunSupervisor, log_tail
 from openhcs_rules.execution.states import CancelMode, Event, RunRecord
 from openhcs_rules.execution.store import RunStore, UnknownRun
-from openhcs_rules.execution.submission import ServerPolicy, SubmissionError, check_run_id, prepare_run
+from openhcs_rules.execution.submission import (
+    ServerPolicy,
+    SubmissionError,
+    check_run_id,
+    ensure_stream_keys,
+    prepare_run,
+    read_submitted_config,
+)
 from openhcs_rules.messaging.errors import MessageError
 
 #: result entries listed at most
@@ -30,6 +37,34 @@ class RunNotVisible(MessageError):
     """No run of that id that this user may see (unknown and someone else's look the same)."""
 
     code = "unknown_run"
+
+
+class OutOfScope(MessageError):
+    """A submission naming plates its credentials do not cover (a signed token's OMERO plates)."""
+
+    code = "forbidden"
+
+
+def check_plate_scope(config_text: str, omero_plates: frozenset[int], limit: int) -> None:
+    """Refuse (OutOfScope) a config naming any plate but OMERO plates among ``omero_plates``.
+
+    Why: a signed token (:mod:`openhcs_rules.execution.signed_tokens`) says which OMERO plates its user may
+    read, as OMERO.web checked; the server reads plates with its own OMERO account, so without this check an
+    OMERO user could have the server process (and show them results of) plates they cannot see. Disk and
+    synthetic plates are refused too: such a user was never given the server's data roots.
+    """
+    plates = read_submitted_config(config_text, limit).get("plates")
+    if not isinstance(plates, dict):
+        return  # prepare_run names the problem
+    for name, plate in plates.items():
+        plate_id = plate.get("plate_id") if isinstance(plate, dict) else None
+        if not (isinstance(plate, dict) and plate.get("source") == "omero"):
+            raise OutOfScope(f"plates.{name}: your token allows only OMERO plates {sorted(omero_plates)}")
+        if not isinstance(plate_id, int) or isinstance(plate_id, bool) or plate_id not in omero_plates:
+            raise OutOfScope(
+                f"plates.{name}: OMERO plate {plate_id!r} is not one your token allows ({sorted(omero_plates)}); "
+                "open the plate in OMERO.web and submit from its panel"
+            )
 
 
 class RunService:
@@ -58,17 +93,44 @@ class RunService:
     def describe(self, record: RunRecord) -> dict[str, Any]:
         described = record.to_dict()
         described["queue_position"] = self.supervisor.queue_position(record.run_id)
+        described["gpus"] = list(self.supervisor.gpus_of(record.run_id))
         return described
 
     # -- requests -------------------------------------------------------------------------------------------
     def submit(
-        self, user: str, config: str, pipeline: str | None = None, pipeline_name: str | None = None
+        self,
+        user: str,
+        config: str,
+        pipeline: str | None = None,
+        pipeline_name: str | None = None,
+        *,
+        omero_plates: frozenset[int] | None = None,
+        viewer_keys: dict[str, str] | None = None,
+        platemaps: dict[str, str] | None = None,
     ) -> dict[str, Any]:
+        """Queue a run; ``omero_plates`` (a signed token's) limits the plates it may name
+        (:func:`check_plate_scope`), None for users of the server's own tokens and keys. ``viewer_keys``
+        (viewer kind -> public key) are the client's viewers beyond loopback its run streams to."""
+        if omero_plates is not None:
+            check_plate_scope(config, omero_plates, self.policy.max_config_bytes)
+        self.check_gpus(config)
         run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:8]
-        prepared = prepare_run(self.policy, run_id, config, pipeline, pipeline_name)
+        prepared = prepare_run(
+            self.policy, run_id, config, pipeline, pipeline_name, viewer_keys=viewer_keys, platemaps=platemaps
+        )
         self.store.create_run(run_id, user, str(prepared.folder), list(prepared.plates))
         self.supervisor.enqueue(run_id)
         return self.describe(self.store.get(run_id))
+
+    def check_gpus(self, config_text: str) -> None:
+        """Refuse a screen that needs more GPUs than this server lends: it would wait in the queue for ever."""
+        demand = self.supervisor.gpu_demand(read_submitted_config(config_text, self.policy.max_config_bytes))
+        lent = len(self.supervisor.gpus)
+        if demand > lent:
+            raise SubmissionError(
+                f"resources.gpu / gpu: the screen needs {demand} GPU(s) and this server lends {lent}; ask for "
+                "fewer (resources.gpu), or gpu: numpy to run on the CPU"
+            )
 
     def runs(self, user: str, everyone: bool = False) -> list[dict[str, Any]]:
         owner = None if everyone and self.is_operator(user) else user
@@ -111,6 +173,11 @@ class RunService:
 
     def pipelines(self) -> list[str]:
         return self.policy.library_pipelines()
+
+    def stream_public_key(self) -> str:
+        """The server's streaming public key (Z85): what a client authorizes in its viewer's keys folder so
+        that this server's runs may stream to it (made on first use)."""
+        return ensure_stream_keys(self.policy.stream_keys_folder())
 
     def counts(self) -> dict[str, int]:
         by_state: dict[str, int] = {}

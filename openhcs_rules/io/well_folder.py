@@ -3,10 +3,17 @@
 Layout (one folder per well, written by that well's job only)::
 
     wells/<well>/
-        images.zarr/   zarr layout: one group per field, <field>/<level> arrays (+ labels/nuclei/<level>)
-        images/        disk layout: one TIFF per plane, canonical virtual names (labels: ``_labels_``)
+        images.zarr/   zarr layout: one group per field, <field>/<level> arrays (+ labels/nuclei/<level>);
+                       with ``output.images: both`` the processed fields too, under ``processed/<field>``
+        images/        disk layout: one TIFF per plane, canonical virtual names (labels: ``_labels_``);
+                       with ``both`` the processed planes under ``images/processed/``
         objects.csv    one row per object
         summary.json   written last: its presence (with the run's key) means the well is complete
+
+What the field images hold is ``output.images`` (:data:`IMAGE_CONTENTS`): ``raw``, the planes as the
+instrument wrote them (their own type, every z plane and channel), or ``processed``, the pipeline's float32
+output; the labels are written beside either. A 2D segmentation (one label plane per timepoint, as after a
+z projection) of a z-stack is repeated on every z plane: NGFF wants a label image of the image's shape.
 
 Every output appears atomically (written under a temporary name, then renamed), images first and
 ``summary.json`` last, so a killed job leaves nothing that looks complete. The plate's assembly job and
@@ -40,6 +47,10 @@ SUMMARY_JSON = "summary.json"
 OBJECT_COLUMNS = ("plate", "well", "site", "z", "t", "label", "area_px", "centroid_y", "centroid_x")
 #: what a TIFF label plane's name has instead of the channel's ``_w<c>_``
 _LABELS_MARK = "_labels_"
+#: ``output.images``: what a well's field images hold (see the module's text)
+IMAGE_CONTENTS = ("raw", "processed", "both")
+#: where ``both`` puts the processed images: a group of ``images.zarr``, a folder of ``images/``
+PROCESSED = "processed"
 
 
 @dataclass(frozen=True)
@@ -57,8 +68,10 @@ def stack_fields(
 ) -> dict[int, Field]:
     """Per site: the planes stacked into a :class:`Field` (``dtype``: the image's type, default the planes').
 
-    Channels, z planes and timepoints are sorted. A site's labels are kept when they cover the same z planes
-    and timepoints as its images (segmenting before a projection leaves labels the image no longer has).
+    Channels, z planes and timepoints are sorted. A site's labels are kept when they cover the same timepoints
+    as its images and either the same z planes or a single one, which then stands for every z plane (a 2D
+    segmentation of a projection, kept with the raw z-stack); other labels (segmenting before a projection
+    leaves labels the image no longer has) and labels of another plane size are left out.
     """
     labels = labels or {}
     fields: dict[int, Field] = {}
@@ -66,20 +79,34 @@ def stack_fields(
         keys = [PlaneKey(*k) for k in images if k[0] == site]
         cs, zs, ts = (sorted({getattr(k, axis) for k in keys}) for axis in ("channel", "z", "t"))
         first = np.asarray(images[keys[0]])
-        image = np.zeros((len(ts), len(cs), len(zs), *first.shape), dtype=dtype or first.dtype)
+        kind = dtype or np.result_type(*(np.asarray(images[k]).dtype for k in keys))
+        image = np.zeros((len(ts), len(cs), len(zs), *first.shape), dtype=kind)
         for key in keys:
             plane = images[key]
             if plane.shape != first.shape:
                 raise ValueError(f"field {site}: planes differ in shape ({plane.shape} and {first.shape})")
             image[ts.index(key.t), cs.index(key.channel), zs.index(key.z)] = plane
-        label_keys = [LabelKey(*k) for k in labels if k[0] == site]
-        stacked = None
-        if label_keys and sorted({k.z for k in label_keys}) == zs and sorted({k.t for k in label_keys}) == ts:
-            stacked = np.zeros((len(ts), len(zs), *first.shape), dtype=np.int32)
-            for label_key in label_keys:
-                stacked[ts.index(label_key.t), zs.index(label_key.z)] = labels[label_key]
-        fields[site] = Field(image, stacked)
+        site_labels = {LabelKey(*k): v for k, v in labels.items() if k[0] == site}
+        fields[site] = Field(image, _stack_labels(site_labels, zs, ts, first.shape))
     return fields
+
+
+def _stack_labels(
+    labels: Mapping[LabelKey, np.ndarray], zs: list[int], ts: list[int], shape: tuple[int, ...]
+) -> np.ndarray | None:
+    """One site's label planes as (t, z, y, x) over the image's z planes, or None where they do not fit it."""
+    label_zs = sorted({k.z for k in labels})
+    if not labels or sorted({k.t for k in labels}) != ts or any(np.shape(p) != shape for p in labels.values()):
+        return None
+    if label_zs != zs and len(label_zs) != 1:
+        return None
+    stacked = np.zeros((len(ts), len(zs), *shape), dtype=np.int32)
+    for key, plane in labels.items():
+        if label_zs == zs:
+            stacked[ts.index(key.t), zs.index(key.z)] = plane
+        else:  # one plane for the whole stack: the same objects on every z plane
+            stacked[ts.index(key.t)] = plane
+    return stacked
 
 
 class WellFolder:
@@ -138,9 +165,13 @@ class WellFolder:
         names = (*IMAGE_FOLDERS.values(), OBJECTS_CSV, SUMMARY_JSON)
         remove_stale_temps(*(self.path / name for name in names))
 
-    def image_writer(self, pyramid_levels: int = 3, describe: Any = None) -> WellImageWriter:
-        """A context manager that writes the well's images site by site (see :class:`WellImageWriter`)."""
-        return WellImageWriter(self, pyramid_levels, describe)
+    def image_writer(self, pyramid_levels: int = 3, describe: Any = None, images: str = "processed") -> WellImageWriter:
+        """A context manager that writes the well's images site by site (see :class:`WellImageWriter`).
+
+        ``images`` (:data:`IMAGE_CONTENTS`) says what the field images hold; the well job passes
+        ``output.images`` (default ``raw``), and ``processed`` here keeps this method's earlier meaning.
+        """
+        return WellImageWriter(self, pyramid_levels, describe, images)
 
     def write_objects(self, objects: list[dict[str, Any]], plate: str) -> None:
         """``objects.csv``: the fixed columns, then the measurements' columns sorted."""
@@ -166,7 +197,7 @@ class WellFolder:
         return sorted(p for p in self.path.iterdir() if p.is_file() and not p.name.startswith("."))
 
     def read_fields(self) -> dict[int, Field]:
-        """The well's processed fields by site, from ``images.zarr`` or ``images/`` (whichever is there)."""
+        """The well's fields by site (what ``output.images`` put there), from ``images.zarr`` or ``images/``."""
         zarr_folder, tiff_folder = self.path / IMAGE_FOLDERS["zarr"], self.path / IMAGE_FOLDERS["disk"]
         if zarr_folder.is_dir():
             return _read_zarr_fields(zarr_folder)
@@ -174,17 +205,59 @@ class WellFolder:
             return _read_tiff_fields(tiff_folder)
         raise FileNotFoundError(f"{self.path} has neither images.zarr nor images/: run process_well for it first")
 
+    @property
+    def processed_images(self) -> Path:
+        """Where ``output.images: both`` put the processed images (a group or folder inside :attr:`images`)."""
+        return self.images / PROCESSED
+
+    def has_processed_images(self) -> bool:
+        """True when the well kept processed images beside raw ones (``output.images: both``)."""
+        return self.processed_images.is_dir()
+
+    def read_overview(self, site: int = 1, channel: int = 0, size: int = 128) -> Overview | None:
+        """A small picture of one field for a plate montage: bounded reads, whatever the image size.
+
+        ``channel`` is the position on the field's channel axis (channels sorted by index). The middle z plane
+        at the first timepoint, from the coarsest pyramid level that is still at least ``size`` pixels (zarr),
+        or from the one TIFF of that plane (disk); then block-averaged to at most ``size`` pixels a side, and
+        the labels strided to the same grid (nearest: outlines stay object borders). None when the well has
+        no such field.
+        """
+        zarr_folder, tiff_folder = self.path / IMAGE_FOLDERS["zarr"], self.path / IMAGE_FOLDERS["disk"]
+        if zarr_folder.is_dir():
+            found = _zarr_overview(zarr_folder, site, channel, size)
+        elif tiff_folder.is_dir():
+            found = _tiff_overview(tiff_folder, site, channel)
+        else:
+            return None
+        if found is None:
+            return None
+        return _shrunk(*found, size)
+
+
+@dataclass(frozen=True)
+class Overview:
+    """A field's thumbnail: one channel's float32 pixels (y, x) and its labels on the same grid (or None)."""
+
+    image: np.ndarray
+    labels: np.ndarray | None
+
 
 class WellImageWriter:
     """Writes each site's images as soon as it is computed, in a background thread, into one atomic folder.
 
     Compression and file writes overlap the next site's processing; the folder only appears under its
     final name (``images.zarr`` or ``images``) once every site is written, so a killed job leaves nothing
-    that looks complete.
+    that looks complete. ``images`` (:data:`IMAGE_CONTENTS`) picks the pixels: the planes as read
+    (``WellResult.raw``), the pipeline's output, or both (processed under :data:`PROCESSED`).
     """
 
-    def __init__(self, folder: WellFolder, pyramid_levels: int, describe: Any = None) -> None:
-        self.folder, self.levels = folder, pyramid_levels
+    def __init__(
+        self, folder: WellFolder, pyramid_levels: int, describe: Any = None, images: str = "processed"
+    ) -> None:
+        if images not in IMAGE_CONTENTS:
+            raise ValueError(f"unknown images {images!r}; known: {', '.join(IMAGE_CONTENTS)}")
+        self.folder, self.levels, self.images = folder, pyramid_levels, images
         self.describe = describe  # a zarr_plate.FieldDescription: write each field's NGFF metadata too
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="writer")
         self._futures: list[Future[None]] = []
@@ -201,22 +274,43 @@ class WellImageWriter:
         return self
 
     def _open(self) -> None:
+        both = self.images == "both"
         if self.folder.layout == "zarr":
             from openhcs_rules.io.zarr_plate import open_well_group
 
             self._root = open_well_group(self._tmp)
+            self._roots = {"": self._root, PROCESSED: self._root.create_group(PROCESSED) if both else None}
         else:
             self._tmp.mkdir()
+            if both:
+                (self._tmp / PROCESSED).mkdir()
+
+    def _contents(self, result: WellResult) -> list[tuple[str, Mapping[PlaneKey, Any], Any]]:
+        """(where, planes, dtype) of each image the well keeps: ``""`` is the field image itself."""
+        processed = (result.images, np.float32)
+        if self.images == "processed":
+            return [("", *processed)]
+        if not result.raw:
+            raise ValueError(
+                f"output.images {self.images!r} writes the planes as read, and this result carries none "
+                "(WellResult.raw is empty: the caller did not keep them)"
+            )
+        raw = ("", result.raw, None)  # None: the planes' own type (uint16 for most cameras)
+        return [raw] if self.images == "raw" else [raw, (PROCESSED, *processed)]
 
     def submit(self, result: WellResult) -> None:
-        if self.folder.layout == "zarr":
-            from openhcs_rules.io.zarr_plate import write_field
+        for where, planes, dtype in self._contents(result):
+            if self.folder.layout == "zarr":
+                from openhcs_rules.io.zarr_plate import write_field
 
-            for site, data in stack_fields(result.images, result.labels, np.float32).items():
-                job = self._pool.submit(write_field, self._root, site - 1, data, self.levels, self.describe)
+                root = self._roots[where]
+                for site, data in stack_fields(planes, result.labels, dtype).items():
+                    job = self._pool.submit(write_field, root, site - 1, data, self.levels, self.describe)
+                    self._futures.append(job)
+            else:
+                folder = self._tmp / where if where else self._tmp
+                job = self._pool.submit(_write_tiffs, planes, result.labels, folder, self.folder.well)
                 self._futures.append(job)
-        else:
-            self._futures.append(self._pool.submit(_write_tiffs, result, self._tmp, self.folder.well))
 
     def __exit__(self, kind: Any, error: Any, trace: Any) -> None:
         self._pool.shutdown(wait=True)
@@ -240,16 +334,22 @@ def _label_filename(well: str, site: int, z: int, t: int) -> str:
     return virtual_filename(well, site, 1, z, t).replace("_w1_", _LABELS_MARK)
 
 
-def _write_tiffs(result: WellResult, folder: Path, well_name: str) -> None:
-    """One TIFF per processed plane (and per label image) with canonical virtual names."""
+def _write_tiffs(
+    planes: Mapping[PlaneKey, np.ndarray], labels: Mapping[LabelKey, np.ndarray], folder: Path, well_name: str
+) -> None:
+    """One TIFF per plane, in the plane's own type (and per label image), with canonical virtual names.
+
+    Labels are written as the pipeline made them (one plane per timepoint after a projection); reading them
+    back (:func:`stack_fields`) repeats such a plane over the image's z planes.
+    """
     from openhcs_rules.io.disk import DiskBackend
     from openhcs_rules.plate.naming import virtual_filename
 
     disk = DiskBackend()
-    for (site, channel, z, t), plane in sorted(result.images.items()):
+    for (site, channel, z, t), plane in sorted(planes.items()):
         disk.save_image(plane, str(folder / virtual_filename(well_name, site, channel, z, t)))
-    for (site, z, t), labels in sorted(result.labels.items()):
-        disk.save_image(labels, str(folder / _label_filename(well_name, site, z, t)))
+    for (site, z, t), label_plane in sorted(labels.items()):
+        disk.save_image(label_plane, str(folder / _label_filename(well_name, site, z, t)))
 
 
 def _read_zarr_fields(folder: Path) -> dict[int, Field]:
@@ -287,3 +387,86 @@ def _read_tiff_fields(folder: Path) -> dict[int, Field]:
             key = PlaneKey(int(parts["site"]), int(parts["channel"]), int(parts["z"]), int(parts["t"]))
             planes[key] = tifffile.imread(path)
     return stack_fields(planes, labels)
+
+
+# -- thumbnails (plate montage) ------------------------------------------------------------------------------
+def _zarr_overview(folder: Path, site: int, channel: int, size: int) -> tuple[np.ndarray, np.ndarray | None] | None:
+    """The middle z plane of one channel at t 1 from the coarsest level of at least ``size`` px, with labels."""
+    import zarr
+
+    root = zarr.open_group(store=str(folder), mode="r")
+    key = str(site - 1)
+    if key not in root.group_keys():
+        return None
+    group = root[key]
+    assert isinstance(group, zarr.Group)  # group_keys() names groups only
+    levels = sorted((k for k in group.array_keys() if k.isdigit()), key=int)
+    chosen = levels[0]
+    for level in levels:  # finest first: keep the last that is still large enough
+        node = group[level]
+        assert isinstance(node, zarr.Array)
+        if max(node.shape[-2:]) >= size:
+            chosen = level
+    array = group[chosen]
+    assert isinstance(array, zarr.Array)
+    if channel >= array.shape[1]:
+        return None
+    z = array.shape[2] // 2
+    image = np.asarray(array[0, channel, z], dtype=np.float32)
+    labels = None
+    if "labels" in group.group_keys():
+        path = f"labels/nuclei/{chosen}"
+        try:
+            label_array = group[path]
+        except KeyError:
+            label_array = None
+        if isinstance(label_array, zarr.Array):
+            labels = np.asarray(label_array[0, 0, min(z, label_array.shape[2] - 1)])
+    return image, labels
+
+
+def _tiff_overview(folder: Path, site: int, channel: int) -> tuple[np.ndarray, np.ndarray | None] | None:
+    """The middle z plane of one channel at the first timepoint from the well's TIFFs, with its labels."""
+    import tifffile
+
+    from openhcs_rules.plate.naming import parse_virtual_filename
+
+    planes: dict[tuple[int, int, int], Path] = {}  # (channel, t, z)
+    label_planes: dict[tuple[int, int], Path] = {}  # (t, z)
+    for path in folder.glob(f"*_s{site:03d}_*.tif"):
+        is_labels = _LABELS_MARK in path.name
+        parts = parse_virtual_filename(path.name.replace(_LABELS_MARK, "_w1_") if is_labels else path.name)
+        if int(parts["site"]) != site:
+            continue
+        t, z = int(parts["t"]), int(parts["z"])
+        if is_labels:
+            label_planes[(t, z)] = path
+        else:
+            planes[(int(parts["channel"]), t, z)] = path
+    channels = sorted({c for c, _, _ in planes})
+    if channel >= len(channels):
+        return None
+    wanted = channels[channel]
+    first_t = min(t for c, t, _ in planes if c == wanted)
+    zs = sorted(z for c, t, z in planes if c == wanted and t == first_t)
+    middle = zs[len(zs) // 2]
+    image = np.asarray(tifffile.imread(planes[(wanted, first_t, middle)]), dtype=np.float32)
+    label_zs = sorted(z for t, z in label_planes if t == first_t)
+    labels = None
+    if label_zs:  # the same z plane, or the one plane of a 2D segmentation
+        labels = np.asarray(tifffile.imread(label_planes[(first_t, middle if middle in label_zs else label_zs[0])]))
+    return image, labels
+
+
+def _shrunk(image: np.ndarray, labels: np.ndarray | None, size: int) -> Overview:
+    """Block-average the image (stride the labels) by the smallest whole factor that fits ``size`` px a side."""
+    if labels is not None and labels.shape != image.shape:
+        labels = None  # not on the image's grid: no outlines rather than misplaced ones
+    factor = max(1, -(-max(image.shape) // size))
+    if factor > 1:
+        y, x = image.shape[0] // factor * factor, image.shape[1] // factor * factor
+        blocks = image[:y, :x].reshape(y // factor, factor, x // factor, factor)
+        image = blocks.mean(axis=(1, 3), dtype=np.float32)
+        if labels is not None:
+            labels = np.ascontiguousarray(labels[:y:factor, :x:factor])
+    return Overview(image.astype(np.float32, copy=False), labels)

@@ -8,6 +8,11 @@ fields write their fields' metadata themselves (with the same function), in para
 writes only what is missing.
 Metadata files (``zarr.json``) are copied, never linked, so writing plate metadata cannot alter a well
 job's output.
+
+A field's pixels are the instrument's (integer, every z plane: ``output.images: raw``, the default) or the
+pipeline's float32 output (``processed``); integer images keep their type at every pyramid level. The
+``nuclei`` labels have the image's axes and shape (c of size 1): a 2D segmentation is repeated on each z
+plane of a raw z-stack, as NGFF asks of a label image.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import errno
 import json
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,12 +36,19 @@ from openhcs_rules.plate.naming import parse_well_name, row_name
 IMAGE_AXES = ("t", "c", "z", "y", "x")
 LABEL_AXES = ("t", "c", "z", "y", "x")  # NGFF labels keep the image's axes with c of size 1
 LABEL_NAME = "nuclei"
+#: the plate of processed images that ``output.images: both`` adds beside ``plate.ome.zarr`` (raw images)
+PROCESSED_PLATE = "processed.ome.zarr"
 _COLORS = ("0000FF", "00FF00", "FF0000", "FF00FF", "FFFF00", "00FFFF")
 
 
 def _pyramid(array: np.ndarray, levels: int, labels: bool) -> list[np.ndarray]:
-    """Downsample y and x by 2 per level: mean for intensities, nearest (striding) for labels."""
+    """Downsample y and x by 2 per level: mean for intensities, nearest (striding) for labels.
+
+    Integer intensities (the instrument's raw pixels) stay in their type at every level, the means rounded:
+    a uint16 plate is uint16 throughout its pyramid, as viewers and ``omero`` windows expect.
+    """
     out = [array]
+    integer = array.dtype.kind in "ui"
     for _ in range(levels - 1):
         prev = out[-1]
         y, x = prev.shape[-2] // 2 * 2, prev.shape[-1] // 2 * 2
@@ -47,8 +59,16 @@ def _pyramid(array: np.ndarray, levels: int, labels: bool) -> list[np.ndarray]:
         else:
             cropped = prev[..., :y, :x].astype(np.float32, copy=False)
             block = cropped.reshape(*prev.shape[:-2], y // 2, 2, x // 2, 2)
-            out.append(block.mean(axis=(-3, -1), dtype=np.float32))
+            mean = block.mean(axis=(-3, -1), dtype=np.float32)
+            out.append(np.rint(mean).astype(array.dtype) if integer else mean)
     return out
+
+
+def field_pixels(image: np.ndarray) -> np.ndarray:
+    """The image as a field stores it: integer pixels (raw, as acquired) as they are, anything else float32."""
+    if image.dtype.kind in "ui":
+        return image
+    return image.astype(np.float32, copy=False)
 
 
 def _chunks(shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -107,7 +127,7 @@ def write_field(
     (wells run in parallel) rather than later in the plate's one assembly job.
     """
     group = root.create_group(str(index))
-    for level, array in enumerate(_pyramid(data.image.astype(np.float32, copy=False), pyramid_levels, False)):
+    for level, array in enumerate(_pyramid(field_pixels(data.image), pyramid_levels, False)):
         _write_level(group, level, array, IMAGE_AXES)
     if data.labels is not None:
         labels = data.labels.astype(np.int32, copy=False)[:, None]  # (t, 1, z, y, x)
@@ -164,7 +184,7 @@ def _channel_metadata(names: list[str], windows: list[tuple[float, float]]) -> d
 def assemble_plate_zarr(
     out_path: str | Path,
     plate: PlateStructure,
-    well_dirs: dict[str, str | Path],
+    well_dirs: Mapping[str, str | Path],
     channel_names: list[str],
     z_step_um: float | None = None,
 ) -> None:

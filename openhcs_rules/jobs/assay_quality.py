@@ -120,5 +120,7 @@ def add_percent_of_negative(rows: list[dict[str, Any]], platemap: PlateMap | Non
         reference = float(np.mean(values)) if values else 0.0
         for row in at_t:
             value = row.get(feature)
-            usable = isinstance(value, int | float) and not isinstance(value, bool) and reference != 0
-            row[column] = 100.0 * float(value) / reference if usable else None
+            if isinstance(value, int | float) and not isinstance(value, bool) and reference != 0:
+                row[column] = 100.0 * float(value) / reference
+            else:
+                row[column] = None

@@ -1,24 +1,52 @@
-"""Rule ``assemble_plate``: the plate's OME-Zarr (or TIFF folder), objects.csv, wells.csv (per well and t), heatmap."""
+"""Rule ``assemble_plate``: the plate's OME-Zarr (or TIFF folder), its tables, assay quality and heatmap.
+
+Tables (:mod:`openhcs_rules.jobs.tables`), each as Parquet and CSV, in CellProfiler/pycytominer names:
+``objects`` (one row per object), ``images`` (one row per site and timepoint: its quality measures and QC
+flag, :mod:`openhcs_rules.jobs.image_quality`), ``wells`` (one row per well and timepoint, the plate map's
+columns joined, the readout normalised to the negative controls) and ``assay_quality.csv`` (Z' and SSMD per
+timepoint, :mod:`openhcs_rules.jobs.assay_quality`). Pictures: ``heatmap.png``, ``qc_montage.png`` (every
+well's thumbnail with its nuclei outlined, flagged wells framed), ``flatfield.png`` (the illumination
+profiles); ``flagged_images.csv`` lists the flagged images with their reasons.
+"""
 
 from __future__ import annotations
 
 import csv
-import io
 import logging
 from pathlib import Path
 from typing import Any
 
-from openhcs_rules.core.files import atomic_write_bytes, remove_stale_temps
+from openhcs_rules.core.files import remove_stale_temps
 from openhcs_rules.io.registry import backend_for
-from openhcs_rules.io.well_folder import OBJECT_COLUMNS, WellFolder
+from openhcs_rules.io.well_folder import WellFolder
+from openhcs_rules.jobs import tables
+from openhcs_rules.jobs.assay_quality import DEFAULT_FEATURE, add_percent_of_negative, assay_quality
 from openhcs_rules.jobs.heatmap import plot_heatmap
+from openhcs_rules.jobs.image_quality import FLAG, flag_images, flagged_wells, image_rows
+from openhcs_rules.jobs.qc_figures import flatfield_figure, plate_montage
 from openhcs_rules.plate.model import PlateStructure
-from openhcs_rules.plate.naming import parse_well_name, row_name
+from openhcs_rules.plate.naming import parse_well_name, row_name, well_name
+from openhcs_rules.plate.platemap import PlateMap, read_platemap
 
 log = logging.getLogger(__name__)
 
 #: what the plate's assembly job writes under the plate's results folder
-PLATE_OUTPUTS = ("plate.ome.zarr", "images", "objects.csv", "wells.csv", "heatmap.png")
+PLATE_OUTPUTS = (
+    "plate.ome.zarr",
+    "processed.ome.zarr",
+    "images",
+    "objects.csv",
+    "objects.parquet",
+    "wells.csv",
+    "wells.parquet",
+    "assay_quality.csv",
+    "images.csv",
+    "images.parquet",
+    "flagged_images.csv",
+    "qc_montage.png",
+    "flatfield.png",
+    "heatmap.png",
+)
 
 
 def true_counts(plate: PlateStructure) -> dict[tuple[str, int], int] | None:
@@ -34,28 +62,15 @@ def true_counts(plate: PlateStructure) -> dict[tuple[str, int], int] | None:
     }
 
 
-def concat_objects(plate_name: str, folders: dict[str, WellFolder], out_csv: str | Path) -> int:
-    """Concatenate the wells' objects.csv into one file; return the row count.
-
-    Wells with objects have the same columns by construction. A well without any object has only the fixed
-    columns (its measurement columns come from the objects' rows), so it adds no row and its header is not
-    compared; when no well has an object, the table is the fixed columns alone.
-    """
-    header: list[str] | None = None
-    lines: list[str] = []
-    for well in sorted(folders, key=parse_well_name):
-        text = folders[well].objects_csv.read_text().splitlines()
-        if len(text) < 2:
-            continue
-        if header is None:
-            header = text[0].split(",")
-        elif text[0].split(",") != header:
-            raise ValueError(f"{folders[well].objects_csv} has different columns than the other wells")
-        lines.extend(text[1:])
-    if header is None:
-        header = list(OBJECT_COLUMNS)
-    atomic_write_bytes(out_csv, ("\n".join([",".join(header)] + lines) + "\n").encode())
-    return len(lines)
+def write_objects_table(folders: dict[str, WellFolder], out_dir: Path, platemap: PlateMap | None = None) -> int:
+    """``objects.parquet`` and ``objects.csv``: the wells' objects in plate order, in the field's names, with
+    the plate map's columns; return the row count. A well without objects adds no row; a plate without any
+    object still gets both files, with the identifying columns only."""
+    ordered = sorted(folders, key=parse_well_name)
+    table = tables.read_well_objects(folders[well].objects_csv for well in ordered)
+    table = tables.order_columns(tables.annotate(table, platemap))
+    tables.write_table(table, out_dir / "objects.parquet", out_dir / "objects.csv")
+    return int(table.num_rows)
 
 
 #: numeric columns of a well's objects.csv that its per-timepoint summary needs back as numbers
@@ -132,35 +147,81 @@ def _well_row(
     return row
 
 
-def write_wells_csv(rows: list[dict[str, Any]], path: str | Path) -> None:
-    """All rows' columns (a timepoint without objects has no intensity means), ``true_count`` last."""
-    columns: list[str] = []
-    for row in rows:
-        columns.extend(k for k in row if k not in columns)
-    columns.sort(key=lambda name: name == "true_count")  # stable: only moves true_count to the end
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_bytes(path, buffer.getvalue().encode())
+def wells_table_rows(
+    rows: list[dict[str, Any]], platemap: PlateMap | None, feature: str = DEFAULT_FEATURE
+) -> list[dict[str, Any]]:
+    """The wells table: the per-well rows in the field's names, the plate map's columns after the
+    identifying ones, and ``<feature>_PercentOfNegative``."""
+    renamed = [{tables.well_column(key): value for key, value in row.items()} for row in rows]
+    out = []
+    for row in renamed:
+        identity = {k: v for k, v in row.items() if not tables.is_feature(k)}
+        annotation = platemap.metadata(row["Metadata_Well"]) if platemap is not None else {}
+        out.append({**identity, **annotation, **{k: v for k, v in row.items() if tables.is_feature(k)}})
+    add_percent_of_negative(out, platemap, feature)
+    return out
+
+
+def write_wells_table(rows: list[dict[str, Any]], out_dir: Path) -> None:
+    """``wells.parquet`` and ``wells.csv``: metadata first, then features sorted by name."""
+    tables.write_table(
+        tables.order_columns(tables.rows_to_table(rows)), out_dir / "wells.parquet", out_dir / "wells.csv"
+    )
+
+
+def write_assay_quality(rows: list[dict[str, Any]], platemap: PlateMap | None, feature: str, path: Path) -> None:
+    """``assay_quality.csv``: Z' and SSMD of the controls per timepoint (or, empty, the reason why not)."""
+    quality = assay_quality(rows, platemap, feature)
+    columns = ["Metadata_Plate", "Metadata_Timepoint", "feature", "n_positive", "mean_positive", "sd_positive"]
+    columns += ["n_negative", "mean_negative", "sd_negative", "z_prime", "ssmd", "note"]
+    tables.write_table(tables.rows_to_table(quality, columns), None, path)
+
+
+def write_image_tables(plate: PlateStructure, summaries: dict[str, dict[str, Any]], out: Path) -> list[dict[str, Any]]:
+    """``images.parquet``/``images.csv`` (every image, flagged or not) and ``flagged_images.csv`` (the
+    flagged ones with their reasons); returns the rows."""
+    rows = flag_images(image_rows(plate, summaries))
+    table = tables.order_columns(tables.rows_to_table(rows))
+    tables.write_table(table, out / "images.parquet", out / "images.csv")
+    flagged = [row for row in rows if row.get(FLAG)]
+    columns = ["Metadata_Plate", "Metadata_Well", "Metadata_Site", "Metadata_Timepoint", "Metadata_QCFlagReason"]
+    tables.write_table(tables.rows_to_table(flagged, columns), None, out / "flagged_images.csv")
+    return rows
 
 
 def assemble_plate(
-    plate_json: str | Path, wells_dir: str | Path, out_dir: str | Path, backend: str = "zarr"
+    plate_json: str | Path,
+    wells_dir: str | Path,
+    out_dir: str | Path,
+    backend: str = "zarr",
+    platemap: str | Path | None = None,
+    control_feature: str = DEFAULT_FEATURE,
+    nuclei_channel: int | str | None = None,
+    illumination: str | Path | None = None,
 ) -> list[dict[str, Any]]:
-    """Everything per plate: images, objects.csv, wells.csv and heatmap.png under ``out_dir``."""
+    """Everything per plate under ``out_dir`` (module docstring); ``platemap`` is the plate's map (CSV),
+    ``nuclei_channel`` the channel the QC montage shows, ``illumination`` the plate's flat-field profiles."""
     plate = PlateStructure.load_json(plate_json)
     out = Path(out_dir)
+    layout = [well_name(r, c) for r in range(plate.rows) for c in range(plate.columns)]
+    plate_map = read_platemap(platemap, layout) if platemap else None
     storage = backend_for(plate, backend)
     folders = {well: storage.well_folder(Path(wells_dir) / well) for well in plate.well_names}
     summaries = {w: folder.read_summary() for w, folder in folders.items()}
     # a killed assembly's temp plate is never renamed into place; this job owns these outputs, so clear it
     remove_stale_temps(*(out / name for name in PLATE_OUTPUTS))
     storage.assemble_images(plate, folders, out)  # plate.ome.zarr, or images/<well>/ TIFFs
-    n_objects = concat_objects(plate.name, folders, out / "objects.csv")
+    n_objects = write_objects_table(folders, out, plate_map)
     rows = well_rows(plate, summaries, wells_dir)
-    write_wells_csv(rows, out / "wells.csv")
+    wells = wells_table_rows(rows, plate_map, control_feature)
+    write_wells_table(wells, out)
+    write_assay_quality(wells, plate_map, control_feature, out / "assay_quality.csv")
     plot_heatmap(plate, rows, out / "heatmap.png")
+    images = write_image_tables(plate, summaries, out)
+    plate_montage(plate, folders, out / "qc_montage.png", flagged_wells(images), channel=nuclei_channel)
+    if illumination is not None:
+        names = {index: plate.channel(index).name for index in plate.channel_indices}
+        flatfield_figure(illumination, names, out / "flatfield.png")
     try:
         storage.save_plate(plate, out)  # a server backend attaches the tables to its copy of the plate
     finally:

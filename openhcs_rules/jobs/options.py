@@ -25,6 +25,8 @@ from openhcs_rules.config.schema import schema_choices, schema_default, schema_n
 
 #: how an option enters the run key: its value, the bytes of the file it names, or not at all
 KeyKind = Literal["value", "file", "none"]
+#: an option that has no earlier value (see :attr:`OptionSpec.earlier`)
+NO_EARLIER_VALUE: Any = object()
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,9 @@ class OptionSpec:
     render: Callable[[Any], str] = str
     key: KeyKind = "value"
     choices: tuple[Any, ...] | None = None
+    #: what versions before this option existed did: at this value the option stays out of the run key, so
+    #: the wells they finished still count as done (their results are what this value gives)
+    earlier: Any = NO_EARLIER_VALUE
 
 
 def parse_nuclei_channel(value: Any) -> int | str | None:
@@ -81,6 +86,7 @@ def option(
     parse: Callable[[Any], Any] | None = None,
     render: Callable[[Any], str] = str,
     key: KeyKind = "value",
+    earlier: Any = NO_EARLIER_VALUE,
 ) -> Any:
     """A :class:`WellJobOptions` field. With ``config``, the schema gives its default, choices, help and type."""
     node = schema_node(*config) if config else {}
@@ -92,7 +98,7 @@ def option(
         parse = {"integer": int, "number": float}.get(str(node.get("type")), str)
     choices = schema_choices(*config) if config else None
     text = help or " ".join(str(node.get("description", "")).split())
-    spec = OptionSpec(text, config, per_plate, parse, render, key, tuple(choices) if choices else None)
+    spec = OptionSpec(text, config, per_plate, parse, render, key, tuple(choices) if choices else None, earlier)
     return field(default=default, metadata={"option": spec})
 
 
@@ -118,6 +124,9 @@ class WellJobOptions:
         "the config's streaming block as JSON (live viewers)", default=None, parse=_json_mapping,
         render=_json_text, key="none",
     )  # fmt: skip
+    #: what the image outputs hold (raw, processed, both). Before it existed wells wrote processed images,
+    #: so ``processed`` leaves their run key as it was (they are skipped); raw and both redo them
+    images: str = option(config=("output", "images"), earlier="processed")
 
     def __post_init__(self) -> None:
         for item, spec in self.specs():
@@ -165,8 +174,13 @@ class WellJobOptions:
         return [getattr(self, item.name) for item, spec in self.specs() if spec.key == "file"]
 
     def key_values(self) -> dict[str, Any]:
-        """The options the run key covers by value."""
-        return {item.name: getattr(self, item.name) for item, spec in self.specs() if spec.key == "value"}
+        """The options the run key covers by value (an option at its :attr:`OptionSpec.earlier` value is left out)."""
+        values = {}
+        for item, spec in self.specs():
+            value = getattr(self, item.name)
+            if spec.key == "value" and (spec.earlier is NO_EARLIER_VALUE or value != spec.earlier):
+                values[item.name] = value
+        return values
 
     # -- the command line -------------------------------------------------------------------------------
 

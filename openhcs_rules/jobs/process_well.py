@@ -3,6 +3,10 @@
 Sites are processed one at a time unless a step stacks over sites, so a job's memory is one site's
 planes, not the whole well's. Outputs are written images first and ``summary.json`` last, each
 atomically: a job killed half-way leaves no summary, and Snakemake reruns that well only.
+
+The planes as read travel with each site's result (``WellResult.raw``): ``output.images: raw`` writes them
+instead of the pipeline's output, and the per-image quality measures (focus, saturation, background; see
+:mod:`openhcs_rules.jobs.image_quality`) are taken on them and kept in the summary under ``"images"``.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from openhcs_rules.core.arrays import resolve_memory_type
 from openhcs_rules.io.base import StorageBackend
 from openhcs_rules.io.registry import backend_for
 from openhcs_rules.io.well_folder import WellFolder
+from openhcs_rules.jobs.image_quality import SUMMARY_KEY, measure_images
 from openhcs_rules.jobs.options import WellJobOptions
 from openhcs_rules.pipeline.executor import PlaneKey, RunContext, WellResult, run_pipeline
 from openhcs_rules.pipeline.model import Pipeline
@@ -56,7 +61,8 @@ def iter_site_results(
     """Yield the pipeline's result site by site (or once for the well when a step stacks over sites).
 
     The next site's planes are read in a background thread while the current site computes, so file
-    reads (which release the GIL) overlap the processing instead of adding to it.
+    reads (which release the GIL) overlap the processing instead of adding to it. Each result carries the
+    planes it was computed from, as read (``raw``): no copy, they are in memory anyway.
     """
     if well_name not in plate.wells:
         known = ", ".join(plate.well_names)
@@ -64,7 +70,10 @@ def iter_site_results(
     well = plate.wells[well_name]
     backend = backend if backend is not None else backend_for(plate)
     if _stacks_sites(pipeline):
-        yield run_pipeline(pipeline, read_well_planes(plate, well, None, backend), context)
+        planes = read_well_planes(plate, well, None, backend)
+        result = run_pipeline(pipeline, planes, context)
+        result.raw = planes
+        yield result
         return
     sites = well.sites
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch") as pool:
@@ -73,7 +82,9 @@ def iter_site_results(
             planes = pending.result()
             if index + 1 < len(sites):
                 pending = pool.submit(read_well_planes, plate, well, sites[index + 1], backend)
-            yield run_pipeline(pipeline, planes, context)
+            result = run_pipeline(pipeline, planes, context)
+            result.raw = planes
+            yield result
 
 
 def write_tables(
@@ -253,11 +264,16 @@ class WellJobInputs:
 def run_well(
     inputs: WellJobInputs, well: str, out_dir: str | Path, extra_summary: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    """Process one well with inputs already loaded: images, objects.csv, then summary.json (last)."""
+    """Process one well with inputs already loaded: images, objects.csv, then summary.json (last).
+
+    The summary also carries the per-image quality measures of the planes as read (``"images"``), which the
+    plate's assembly turns into its Image table and QC flags.
+    """
     start = time.perf_counter()
     plate, context, backend = inputs.plate, inputs.context, inputs.backend
     folder = backend.well_folder(out_dir, well)
     objects: list[dict[str, Any]] = []
+    quality: list[dict[str, Any]] = []
     folder.clear_interrupted_writes()
     context.on_step = inputs.streamer_for(well)
     try:
@@ -266,14 +282,15 @@ def run_well(
             from openhcs_rules.io.zarr_plate import FieldDescription
 
             describe = FieldDescription.of(plate, well, list(context.channel_names.values()))
-        with folder.image_writer(inputs.options.pyramid_levels, describe) as writer:
+        with folder.image_writer(inputs.options.pyramid_levels, describe, inputs.options.images) as writer:
             for part in iter_site_results(plate, well, inputs.pipeline, context, backend):
                 writer.submit(part)  # written in the background while the next site computes
                 objects.extend(part.objects)
+                quality.extend(measure_images(part.raw, context.channel_names))
     finally:
         context.on_step = None
     elapsed = time.perf_counter() - start
-    summary = write_tables(objects, plate, folder, elapsed, extra_summary)
+    summary = write_tables(objects, plate, folder, elapsed, {SUMMARY_KEY: quality, **(extra_summary or {})})
     try:
         backend.save_well(plate, folder)  # a server backend copies the folder; local backends: nothing to do
     except BaseException:

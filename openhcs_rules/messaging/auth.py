@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,11 +106,52 @@ def secure_client_socket(socket: zmq.Socket, keys: ClientKeys) -> None:
     socket.curve_serverkey = keys.server_public
 
 
+class AuthorizedKeys:
+    """The public keys in ``authorized_clients/``, read again whenever the folder changes.
+
+    pyzmq's ``configure_curve`` reads the folder once, so a key authorized while a server runs (a user added
+    to the execution server; the execution server's streaming key, authorized by ``openhcs-rules submit``
+    in a viewer that is already open) would be refused until a restart. This is the ZAP handler's
+    credentials provider instead: a handshake re-reads the folder when its modification time changed, and an
+    unknown key re-reads it at most once a second (a key file rewritten in place does not touch the folder).
+    """
+
+    RETRY_S = 1.0
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._keys: frozenset[bytes] = frozenset()
+        self._stamp: int | None = None
+        self._read_at = 0.0
+
+    def _read(self) -> None:
+        keys = set()
+        for path in sorted(self.folder.glob("*.key")):
+            try:
+                public, _ = zmq.auth.load_certificate(path)
+            except (OSError, ValueError) as exc:
+                log.warning("authorized key %s cannot be read: %s", path, exc)
+                continue
+            keys.add(public)
+        self._keys, self._read_at = frozenset(keys), time.monotonic()
+
+    def callback(self, domain: str, key: bytes) -> bool:
+        """ZAP: whether the client's public key (Z85) is authorized."""
+        try:
+            stamp: int | None = self.folder.stat().st_mtime_ns
+        except OSError:
+            stamp = None
+        if stamp != self._stamp or (key not in self._keys and time.monotonic() - self._read_at >= self.RETRY_S):
+            self._stamp = stamp
+            self._read()
+        return key in self._keys
+
+
 def start_authenticator(context: zmq.Context, keys: ServerKeys) -> ThreadAuthenticator:
-    """Run the ZAP handler that accepts exactly the public keys in ``authorized_clients/``."""
+    """Run the ZAP handler that accepts exactly the public keys in ``authorized_clients/`` (as it is now)."""
     authenticator = ThreadAuthenticator(context)
     authenticator.start()
-    authenticator.configure_curve(domain="*", location=str(keys.authorized_dir))
+    authenticator.configure_curve_callback(domain="*", credentials_provider=AuthorizedKeys(keys.authorized_dir))
     return authenticator
 
 

@@ -90,6 +90,20 @@ def _shm_names(value: Any) -> str | None:
     return None
 
 
+def _platemaps(value: Any) -> str | None:
+    if len(value) > 1000 or not all(
+        isinstance(k, str) and len(k) <= 200 and isinstance(v, str) for k, v in value.items()
+    ):
+        return "must map at most 1000 plate names to plate map texts"
+    return None
+
+
+def _viewer_keys(value: Any) -> str | None:
+    if len(value) > 8 or not all(isinstance(k, str) and isinstance(v, str) and len(v) <= 64 for k, v in value.items()):
+        return "must map at most 8 viewer kinds to public keys (text)"
+    return None
+
+
 _COMPONENT_FIELDS: dict[str, Field] = {
     "plate": Field((str,), check=_short_text(200)),
     "well": Field((str,), check=_short_text(16)),
@@ -142,7 +156,12 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "config": Field((str,), check=_short_text(256 * 1024)),
         "pipeline": Field((str,), required=False, check=_short_text(512 * 1024)),
         "pipeline_name": Field((str,), required=False, check=_short_text(64)),
+        # viewer kind -> the Z85 public key of the client's viewer (checked strictly by the server)
+        "viewer_keys": Field((dict,), required=False, check=_viewer_keys),
+        # plate name -> the text of its plate map (CSV), read on the client's machine (sizes: the server's)
+        "platemaps": Field((dict,), required=False, check=_platemaps),
     },
+    "stream_key": {},
     "runs": {"all": Field((bool,), required=False)},
     "run": {"run_id": Field((str,), check=_short_text(64))},
     "events": {

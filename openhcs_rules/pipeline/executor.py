@@ -52,6 +52,9 @@ class WellResult:
     images: dict[PlaneKey, Any]
     labels: dict[LabelKey, Any] = field(default_factory=dict)  # 2D int32 label planes
     objects: list[dict[str, Any]] = field(default_factory=list)
+    #: the planes as read, before any step (the instrument's pixels, in their own dtype): the well job keeps
+    #: them to write them (``output.images: raw``) and to measure image quality; empty unless a caller sets it
+    raw: dict[PlaneKey, Any] = field(default_factory=dict)
 
 
 @dataclass

@@ -59,7 +59,9 @@ def ensure_viewer(target: ViewerTarget) -> dict[str, Any]:
     """One viewer: ``{"state": connected|started|unavailable, ...}``; never raises for a viewer problem."""
     report: dict[str, Any] = {"host": target.host, "port": target.port}
     try:
-        if target.keys_dir:
+        if target.keys_dir and target.start:
+            # keys are made only for a viewer this may start: a folder holding another machine's viewer key
+            # (server.key without its secret, e.g. a remote run's) would otherwise get a new server keypair
             ensure_keys(target.keys_dir)
         result = ensure_server(server_spec(target), timeout_s=target.start_timeout_s, allow_start=target.start)
     except OpenHCSError as exc:

@@ -1,4 +1,5 @@
-"""The bundled demo screen end to end: generation, counts against the known truth, report, OME-Zarr re-input."""
+"""The bundled demo screen end to end: generation, counts against the known truth, the tables through
+pycytominer, report, OME-Zarr re-input."""
 
 from __future__ import annotations
 
@@ -23,7 +24,10 @@ def _rows(path):
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
     folder = tmp_path_factory.mktemp("demo")
-    config = write_config(folder, {"plates": {"demo": {"source": "synthetic", "synthetic": DEMO}}})
+    platemap = folder / "platemap.csv"
+    platemap.write_text("well,treatment,control\nB02,DMSO,negative\nC03,staurosporine,positive\n")
+    plate = {"source": "synthetic", "synthetic": DEMO, "platemap": str(platemap)}
+    config = write_config(folder, {"plates": {"demo": plate}})
     done = snakemake(folder, config)
     assert done.returncode == 0, done.stderr[-3000:]
     return folder, config
@@ -32,9 +36,10 @@ def demo_run(tmp_path_factory):
 def test_counts_match_the_known_truth(demo_run):
     folder, _ = demo_run
     rows = _rows(folder / "results" / "demo" / "wells.csv")
-    assert [(row["well"], row["t"]) for row in rows] == [(well, "1") for well in DEMO["wells"]]  # long format
+    wells = [(row["Metadata_Well"], row["Metadata_Timepoint"]) for row in rows]
+    assert wells == [(well, "1") for well in DEMO["wells"]]  # long format
     for row in rows:
-        truth, found = int(row["true_count"]), int(row["n_objects"])
+        truth, found = int(row["Metadata_TrueCount"]), int(row["Nuclei_Count"])
         assert abs(found - truth) <= max(2, 0.08 * truth), row
 
 
@@ -42,9 +47,31 @@ def test_objects_table_has_one_row_per_object_with_measurements(demo_run):
     folder, _ = demo_run
     objects = _rows(folder / "results" / "demo" / "objects.csv")
     wells = _rows(folder / "results" / "demo" / "wells.csv")
-    assert len(objects) == sum(int(row["n_objects"]) for row in wells)
-    assert {"area_px", "centroid_y", "centroid_x", "mean_intensity_DAPI"} <= set(objects[0])
-    assert all(float(row["area_px"]) > 0 for row in objects)
+    assert len(objects) == sum(int(row["Nuclei_Count"]) for row in wells)
+    features = {"Nuclei_AreaShape_Area", "Nuclei_Location_Center_Y", "Nuclei_Intensity_MeanIntensity_DAPI"}
+    assert features <= set(objects[0])
+    assert all(float(row["Nuclei_AreaShape_Area"]) > 0 for row in objects)
+
+
+def test_pycytominer_takes_the_tables_as_they_are(demo_run):
+    """aggregate, annotate (with the plate map) and normalize, on our files unchanged: no renaming by hand."""
+    pd = pytest.importorskip("pandas")
+    pycytominer = pytest.importorskip("pycytominer")
+    folder, _ = demo_run
+    results = folder / "results" / "demo"
+    objects = pd.read_parquet(results / "objects.parquet")
+    profiles = pycytominer.aggregate(objects, strata=["Metadata_Plate", "Metadata_Well"], features="infer")
+    assert list(profiles["Metadata_Well"]) == DEMO["wells"]
+    assert "Nuclei_Intensity_MeanIntensity_DAPI" in profiles.columns
+    platemap = pd.read_csv(folder / "platemap.csv")
+    annotated = pycytominer.annotate(profiles, platemap, join_on=["Metadata_well", "Metadata_Well"])
+    assert list(annotated["Metadata_treatment"]) == ["DMSO", "staurosporine"]
+    normalized = pycytominer.normalize(annotated, features="infer", samples="Metadata_control == 'negative'")
+    assert normalized.shape[0] == 2
+    wells = pd.read_csv(results / "wells.csv")
+    per_well = pycytominer.normalize(wells, features="infer", samples="Metadata_control == 'negative'")
+    assert "Nuclei_Count_PerSite" in per_well.columns and per_well.shape[0] == 2
+    assert pd.read_parquet(results / "wells.parquet").shape == wells.shape
 
 
 def test_report_contains_the_heatmap(demo_run):
@@ -65,7 +92,7 @@ def test_output_plate_is_a_valid_input_plate(demo_run):
     path = folder / "results" / "demo" / "plate.ome.zarr"
     plate = discover_plate(path)
     assert plate.format == "ome_zarr"
-    assert plate.well_names == DEMO["wells"] and plate.z_planes == [1]  # max projection collapsed z
+    assert plate.well_names == DEMO["wells"] and plate.z_planes == [1, 2, 3]  # raw: every plane acquired
     image = next(i for i in plate.images() if i.key.well == "C03" and i.key.site == 2 and i.key.channel == 2)
     expected = zarr.open_array(str(path / "C" / "3" / "1" / "0"), mode="r")[0, 1, 0]
     assert (read_plane(plate, image) == expected).all()
@@ -79,4 +106,5 @@ def test_an_ome_zarr_plate_runs_through_the_same_rules(demo_run, tmp_path):
     done = snakemake(tmp_path, config)
     assert done.returncode == 0, done.stderr[-3000:]
     rows = _rows(tmp_path / "results" / "again" / "wells.csv")
-    assert [row["well"] for row in rows] == DEMO["wells"] and all(int(r["n_objects"]) > 0 for r in rows)
+    assert [row["Metadata_Well"] for row in rows] == DEMO["wells"]
+    assert all(int(r["Nuclei_Count"]) > 0 for r in rows)

@@ -37,7 +37,7 @@ def test_workflow_on_the_gpu_matches_the_numpy_run(tmp_path):
         done = snakemake(folder, config, "--cores", "4", env={"OPENHCS_GPU_LOCK_DIR": str(tmp_path / "locks")})
         assert done.returncode == 0, done.stderr[-3000:]
         with (folder / "results" / "demo" / "wells.csv").open() as handle:
-            counts[memory_type] = {row["well"]: int(row["n_objects"]) for row in csv.DictReader(handle)}
+            counts[memory_type] = {row["Metadata_Well"]: int(row["Nuclei_Count"]) for row in csv.DictReader(handle)}
         logs = "".join(path.read_text() for path in (folder / "logs").rglob("*.log"))
         assert ("claimed GPU 0" in logs) == (memory_type == "cupy")
     for well, expected in counts["numpy"].items():

@@ -38,5 +38,5 @@ def test_a_pattern_plate_runs_through_the_workflow_like_the_same_plate_in_its_ow
     counts = {}
     for plate in plates:
         with (tmp_path / "results" / plate / "wells.csv").open() as handle:
-            counts[plate] = {row["well"]: row["n_objects"] for row in csv.DictReader(handle)}
+            counts[plate] = {row["Metadata_Well"]: row["Nuclei_Count"] for row in csv.DictReader(handle)}
     assert counts["cyt"] == counts["ix"] and set(counts["ix"]) == {"B02", "C03"}

@@ -37,4 +37,4 @@ def test_workflow_runs_a_pipeline_with_a_plugin_step(tmp_path, example_plugin):
     assert done.returncode == 0, done.stderr[-3000:]
     with (tmp_path / "results" / "demo" / "wells.csv").open() as handle:
         wells = list(csv.DictReader(handle))
-    assert [row["well"] for row in wells] == ["B02"] and int(wells[0]["n_objects"]) > 0
+    assert [row["Metadata_Well"] for row in wells] == ["B02"] and int(wells[0]["Nuclei_Count"]) > 0

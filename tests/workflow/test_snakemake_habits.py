@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 
@@ -57,7 +58,8 @@ def test_summary_deleted_well_and_delete_all_output(tmp_path):
     chunk_log = (tmp_path / "logs" / "demo" / "chunks" / "B02-B03.log").read_text()
     assert "B02: already done" in chunk_log and "B03:" in chunk_log
     assert (out / "wells" / "B03" / "summary.json").exists()
-    assert {row.split(",")[1] for row in (out / "wells.csv").read_text().splitlines()[1:]} >= {"B02", "B03", "C02"}
+    with open(out / "wells.csv", newline="") as handle:
+        assert {row["Metadata_Well"] for row in csv.DictReader(handle)} >= {"B02", "B03", "C02"}
     assert "Nothing to be done" in snakemake(tmp_path, config, "-n").stdout
 
     # --delete-all-output removes the wells' pixel data and the flat field, also when discovery is out of date

@@ -55,13 +55,15 @@ def test_every_fixture_plate_is_processed_end_to_end(tmp_path, fixtures_dir):
         wells = _rows(out / "wells.csv")
         # long format: one row per well and timepoint (9987_Plate_3435 has two), wells in plate order
         expected = [(well, str(t)) for well in structure.well_names for t in structure.timepoints]
-        assert [(row["well"], row["t"]) for row in wells] == expected, name
-        assert all(int(row["n_objects"]) > 0 for row in wells), name
+        assert [(row["Metadata_Well"], row["Metadata_Timepoint"]) for row in wells] == expected, name
+        assert all(int(row["Nuclei_Count"]) > 0 for row in wells), name
         for row in wells:  # per timepoint: a well's sites at that timepoint, not all timepoints added
-            assert float(row["objects_per_site"]) == pytest.approx(int(row["n_objects"]) / int(row["n_sites"]))
-            assert int(row["n_sites"]) == len(structure.wells[row["well"]].sites), name
+            assert float(row["Nuclei_Count_PerSite"]) == pytest.approx(
+                int(row["Nuclei_Count"]) / int(row["Metadata_Sites"])
+            )
+            assert int(row["Metadata_Sites"]) == len(structure.wells[row["Metadata_Well"]].sites), name
         objects = _rows(out / "objects.csv")
-        assert len(objects) == sum(int(row["n_objects"]) for row in wells)
+        assert len(objects) == sum(int(row["Nuclei_Count"]) for row in wells)
         assert (out / "heatmap.png").stat().st_size > 1000
         # the OME-Zarr plate reads back with the same wells, sites and channel names
         zarr_plate = OmeZarrHandler().parse(out / "plate.ome.zarr")
@@ -150,7 +152,12 @@ def test_corrupt_tiff_fails_its_well_only_and_a_rerun_redoes_only_that_well(
     if wells_per_job == 2:  # B02 shares the rerun job with B03 and is skipped inside it
         assert "B02: already done" in (tmp_path / "logs" / "p" / "chunks" / f"{failed_job}.log").read_text()
     rows = _rows(tmp_path / "results" / "p" / "wells.csv")
-    assert [(row["well"], row["t"]) for row in rows] == [("B02", "1"), ("B02", "2"), ("B03", "1"), ("B03", "2")]
+    assert [(row["Metadata_Well"], row["Metadata_Timepoint"]) for row in rows] == [
+        ("B02", "1"),
+        ("B02", "2"),
+        ("B03", "1"),
+        ("B03", "2"),
+    ]
 
 
 def test_well_with_missing_sites_is_processed_and_reported(tmp_path, fixtures_dir):
@@ -161,11 +168,14 @@ def test_well_with_missing_sites_is_processed_and_reported(tmp_path, fixtures_di
     config = write_config(tmp_path, {"plates": {"p": {"source": "disk", "path": str(plate)}}})
     done = snakemake(tmp_path, config)
     assert done.returncode == 0, done.stderr[-3000:]
-    rows = {(row["well"], row["t"]): row for row in _rows(tmp_path / "results" / "p" / "wells.csv")}
+    rows = {
+        (row["Metadata_Well"], row["Metadata_Timepoint"]): row
+        for row in _rows(tmp_path / "results" / "p" / "wells.csv")
+    }
     assert len(rows) == 4  # B02 and B03 at timepoints 1 and 2
     for t in ("1", "2"):  # the site is gone at both timepoints
-        assert rows["B03", t]["missing_sites"] == "2" and rows["B02", t]["missing_sites"] == ""
-        assert rows["B03", t]["n_sites"] == "1" and rows["B02", t]["n_sites"] == "2"
-        assert float(rows["B03", t]["objects_per_site"]) == int(rows["B03", t]["n_objects"])
+        assert rows["B03", t]["Metadata_MissingSites"] == "2" and rows["B02", t]["Metadata_MissingSites"] == ""
+        assert rows["B03", t]["Metadata_Sites"] == "1" and rows["B02", t]["Metadata_Sites"] == "2"
+        assert float(rows["B03", t]["Nuclei_Count_PerSite"]) == int(rows["B03", t]["Nuclei_Count"])
     structure = json.loads((tmp_path / "results" / "p" / "plate.json").read_text())
     assert any("B03" in warning and "site" in warning for warning in structure["warnings"])

@@ -1,14 +1,48 @@
-# Per plate: the OME-Zarr plate (or TIFF folder), objects.csv, wells.csv (per well and timepoint) and a heatmap
-# (a panel per timepoint) for the report.
+# Per plate: the OME-Zarr plate (or TIFF folder); the objects and wells tables (Parquet and CSV, pycytominer
+# names, the plate map joined); Z' and SSMD of the controls; a heatmap (a panel per timepoint) for the report.
 
 
 rule assemble_plate:
     input:
         plate=f"{OUT}/{{plate}}/plate.json",
         chunks=chunk_manifests,
+        platemap=platemap_input,
+        illumination=f"{OUT}/{{plate}}/illumination.npz",
     output:
         images=directory(plate_images_output()),
         objects=f"{OUT}/{{plate}}/objects.csv",
+        objects_parquet=f"{OUT}/{{plate}}/objects.parquet",
+        wells_parquet=f"{OUT}/{{plate}}/wells.parquet",
+        images_table=f"{OUT}/{{plate}}/images.csv",
+        images_parquet=f"{OUT}/{{plate}}/images.parquet",
+        flagged=report(
+            f"{OUT}/{{plate}}/flagged_images.csv",
+            caption="../report/flagged_images.rst",
+            category="Plates",
+            subcategory="{plate}",
+            labels={"plate": "{plate}", "figure": "flagged images (quality control)"},
+        ),
+        montage=report(
+            f"{OUT}/{{plate}}/qc_montage.png",
+            caption="../report/qc_montage.rst",
+            category="Plates",
+            subcategory="{plate}",
+            labels={"plate": "{plate}", "figure": "quality-control montage"},
+        ),
+        flatfield=report(
+            f"{OUT}/{{plate}}/flatfield.png",
+            caption="../report/flatfield.rst",
+            category="Plates",
+            subcategory="{plate}",
+            labels={"plate": "{plate}", "figure": "flat-field profiles"},
+        ),
+        assay_quality=report(
+            f"{OUT}/{{plate}}/assay_quality.csv",
+            caption="../report/assay_quality.rst",
+            category="Plates",
+            subcategory="{plate}",
+            labels={"plate": "{plate}", "figure": "assay quality (Z', SSMD)"},
+        ),
         wells=report(
             f"{OUT}/{{plate}}/wells.csv",
             caption="../report/wells.rst",
@@ -27,6 +61,9 @@ rule assemble_plate:
         wells_dir=lambda wc: f"{OUT}/{wc.plate}/wells",
         out_dir=lambda wc: f"{OUT}/{wc.plate}",
         backend=BACKEND,
+        platemap=lambda wc: " ".join(f"--platemap {shlex.quote(path)}" for path in platemap_input(wc)),
+        feature=SCREEN["controls"]["feature"],
+        nuclei=lambda wc: " ".join(shlex.quote(arg) for arg in nuclei_channel_args(wc.plate)),
     conda:
         "../envs/openhcs.yaml"
     log:
@@ -36,4 +73,6 @@ rule assemble_plate:
     shell:
         "\"$OPENHCS_RULES_PYTHON\" -m openhcs_rules assemble"
         " --plate-json {input.plate:q} --wells-dir {params.wells_dir:q}"
-        " --out-dir {params.out_dir:q} --backend {params.backend:q} > {log:q} 2>&1"
+        " --out-dir {params.out_dir:q} --backend {params.backend:q} {params.platemap}"
+        " --control-feature {params.feature:q} {params.nuclei} --illumination {input.illumination:q}"
+        " > {log:q} 2>&1"

@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import shlex
 import sys
 
 from snakemake.exceptions import WorkflowError
@@ -135,6 +136,12 @@ if not workflow.remote_exec and not workflow.subprocess_exec:
 def chunk_runtime(wildcards, attempt):
     """Minutes for a chunk job: the per-well runtime times its wells, longer on each retry."""
     return SCREEN["resources"]["runtime"] * len(chunks_of(wildcards.plate)[wildcards.chunk]) * attempt
+
+
+def platemap_input(wildcards):
+    """The plate's map (CSV) as an input of its assembly, so that editing the map redoes the tables."""
+    path = SCREEN["plates"][wildcards.plate].get("platemap")
+    return [path] if path else []
 
 
 def plate_images_output():

@@ -433,6 +433,7 @@ def test_the_openapi_document_lists_every_route(api):
     assert routes == {
         ("GET", "/api/whoami"),
         ("GET", "/api/pipelines"),
+        ("GET", "/api/stream-key"),
         ("GET", "/api/runs"),
         ("POST", "/api/runs"),
         ("GET", "/api/runs/{run_id}"),

@@ -82,12 +82,14 @@ def complete_wells(folder: Path, plate: str) -> dict[str, int]:
 def assert_results_complete(folder: Path, plate: str, wells: list[str]) -> None:
     out = folder / "results" / plate
     with open(out / "wells.csv") as handle:
-        rows = {row["well"]: row for row in csv.DictReader(handle)}
+        rows = {row["Metadata_Well"]: row for row in csv.DictReader(handle)}
     assert sorted(rows) == sorted(wells)
     for well, row in rows.items():
         summary = json.loads((out / "wells" / well / "summary.json").read_text())
-        assert int(row["n_objects"]) == summary["n_objects"]
-        assert abs(int(row["n_objects"]) - int(row["true_count"])) <= 0.2 * int(row["true_count"]), row
+        assert int(row["Nuclei_Count"]) == summary["n_objects"]
+        assert abs(int(row["Nuclei_Count"]) - int(row["Metadata_TrueCount"])) <= 0.2 * int(row["Metadata_TrueCount"]), (
+            row
+        )
     assert (out / "objects.csv").stat().st_size > 0
     assert (out / "heatmap.png").stat().st_size > 0
     assert [str(p) for p in out.rglob(".*.tmp*")] == []  # no temporary file of a killed job left

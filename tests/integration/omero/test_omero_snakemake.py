@@ -52,7 +52,9 @@ def test_omero_plate_runs_end_to_end_and_writes_back(omero_server, tmp_path):
     assert done.returncode == 0, done.stderr[-4000:]
     with open(tmp_path / "results" / "screen" / "wells.csv") as handle:
         rows = list(csv.DictReader(handle))
-    assert [row["well"] for row in rows] == ["B02", "C03"] and all(int(row["n_objects"]) > 0 for row in rows)
+    assert [row["Metadata_Well"] for row in rows] == ["B02", "C03"] and all(
+        int(row["Nuclei_Count"]) > 0 for row in rows
+    )
     from openhcs_rules_testkit.omero_standin.data import STANDIN_PASSWORD
 
     assert STANDIN_PASSWORD not in (tmp_path / "results" / "screen" / "plate.json").read_text()  # only its env var

@@ -7,7 +7,7 @@ from openhcs_rules_testkit.paths import REPO
 
 def test_defaults_are_filled_in():
     config = validate_screen_config({"plates": {"demo": {"source": "synthetic"}}})
-    assert config["output"] == {"backend": "zarr", "dir": "results", "pyramid_levels": 3}
+    assert config["output"] == {"backend": "zarr", "dir": "results", "pyramid_levels": 3, "images": "raw"}
     assert config["plates"]["demo"]["synthetic"]["sites"] == 2
     assert config["nuclei_channel"] is None
     assert config["wells_per_job"] == "auto"

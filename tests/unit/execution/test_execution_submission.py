@@ -9,6 +9,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from openhcs_rules.execution.client import local_platemaps
 from openhcs_rules.execution.submission import (
     MAX_CONFIG_DEPTH,
     PIPELINE_FILE,
@@ -40,13 +41,28 @@ def _runs(policy: ServerPolicy) -> list[str]:
 
 
 def test_the_demo_screen_with_a_library_pipeline_becomes_a_run_folder(policy):
-    run = prepare_run(policy, "r1", DEMO_CONFIG, pipeline_name="nuclei_count")
+    """The demo config as `submit` sends it: its plate map (a file of the submitter's) goes along as text."""
+    platemaps = local_platemaps(DEMO_CONFIG, REPO)
+    assert set(platemaps) == {"demo_plate"}
+    run = prepare_run(policy, "r1", DEMO_CONFIG, pipeline_name="nuclei_count", platemaps=platemaps)
     assert run.folder == (policy.runs_root / "r1").resolve()
     assert run.plates == ("demo_plate",)
     screen = yaml.safe_load((run.folder / SCREEN_FILE).read_text())
     assert screen["pipeline"] == PIPELINE_FILE
     assert screen["output"]["dir"] == "results"
+    assert screen["plates"]["demo_plate"]["platemap"] == "platemaps/demo_plate.csv"  # its copy in the run
+    assert (run.folder / "platemaps" / "demo_plate.csv").read_text() == platemaps["demo_plate"]
     assert (run.folder / PIPELINE_FILE).read_text() == DEMO_PIPELINE
+
+
+def test_a_plate_map_left_on_the_clients_machine_or_sent_wrong_is_refused(policy):
+    with pytest.raises(SubmissionError, match="platemap.*not a file"):
+        prepare_run(policy, "r1", DEMO_CONFIG, pipeline_name="nuclei_count")  # the path means nothing here
+    with pytest.raises(SubmissionError, match="'other' is not a plate of the config"):
+        prepare_run(policy, "r2", DEMO_CONFIG, pipeline_name="nuclei_count", platemaps={"other": "well\n"})
+    with pytest.raises(SubmissionError, match="line 2: '1A' is not a well name"):
+        prepare_run(policy, "r3", DEMO_CONFIG, pipeline_name="nuclei_count", platemaps={"demo_plate": "well\n1A\n"})
+    assert _runs(policy) == []
 
 
 def test_pipeline_text_is_parsed_never_run_and_errors_name_the_line(policy, tmp_path):

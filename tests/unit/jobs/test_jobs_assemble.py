@@ -1,4 +1,5 @@
-"""The plate's tables and heatmap: wells.csv in long format (one row per well and timepoint), per-timepoint panels."""
+"""The plate's tables and heatmap: wells.csv in long format (one row per well and timepoint), the objects table,
+both in pycytominer's names and as Parquet too, the plate map joined, Z' and SSMD, per-timepoint panels."""
 
 from __future__ import annotations
 
@@ -42,31 +43,64 @@ def time_lapse(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
     process_wells(
         plate_json, "B02-C03", PIPELINE, out / "wells", out / "m.json", illumination, gpu="numpy", backend="disk"
     )
-    assemble_plate(plate_json, out / "wells", out, backend="disk")
+    platemap = folder / "platemap.csv"
+    platemap.write_text("well,treatment,control\nB02,DMSO,negative\nC03,staurosporine,positive\n")
+    assemble_plate(plate_json, out / "wells", out, backend="disk", platemap=platemap)
     return made, out
 
 
 def test_wells_csv_has_one_row_per_well_and_timepoint(time_lapse):
     _, out = time_lapse
     rows = _rows(out / "wells.csv")
-    assert [(row["well"], row["t"]) for row in rows] == [("B02", "1"), ("B02", "2"), ("C03", "1"), ("C03", "2")]
-    assert all(row["n_sites"] == "2" and row["missing_sites"] == "" for row in rows)
+    wells = [(row["Metadata_Well"], row["Metadata_Timepoint"]) for row in rows]
+    assert wells == [("B02", "1"), ("B02", "2"), ("C03", "1"), ("C03", "2")]
+    assert all(row["Metadata_Sites"] == "2" and row["Metadata_MissingSites"] == "" for row in rows)
 
 
 def test_counts_are_per_timepoint_not_summed_over_timepoints(time_lapse):
     made, out = time_lapse
     for row in _rows(out / "wells.csv"):
-        truth = sum(made["counts_by_timepoint"][int(row["t"])][row["well"]].values())
-        found = int(row["n_objects"])
-        assert int(row["true_count"]) == truth, row
+        truth = sum(made["counts_by_timepoint"][int(row["Metadata_Timepoint"])][row["Metadata_Well"]].values())
+        found = int(row["Nuclei_Count"])
+        assert int(row["Metadata_TrueCount"]) == truth, row
         assert abs(found - truth) <= max(2, 0.1 * truth), row  # a sum over both timepoints is ~2.15x the truth
-        assert float(row["objects_per_site"]) == pytest.approx(found / 2), row
+        assert float(row["Nuclei_Count_PerSite"]) == pytest.approx(found / 2), row
 
 
 def test_objects_csv_carries_each_objects_timepoint(time_lapse):
     _, out = time_lapse
-    per_well_t = Counter((row["well"], row["t"]) for row in _rows(out / "objects.csv"))
-    assert per_well_t == {(row["well"], row["t"]): int(row["n_objects"]) for row in _rows(out / "wells.csv")}
+    per_well_t = Counter((row["Metadata_Well"], row["Metadata_Timepoint"]) for row in _rows(out / "objects.csv"))
+    wells = _rows(out / "wells.csv")
+    assert per_well_t == {(row["Metadata_Well"], row["Metadata_Timepoint"]): int(row["Nuclei_Count"]) for row in wells}
+
+
+def test_the_tables_carry_the_plate_map_and_their_parquet_twins_the_same_rows(time_lapse):
+    import pyarrow.parquet as pq
+
+    _, out = time_lapse
+    for name in ("objects", "wells"):
+        rows = _rows(out / f"{name}.csv")
+        table = pq.read_table(out / f"{name}.parquet")
+        assert table.column_names == list(rows[0])
+        assert table.num_rows == len(rows)
+        assert table.column("Metadata_Well").type == "string"  # a well name stays text in Parquet
+        treatments = {(r["Metadata_Well"], r["Metadata_treatment"], r["Metadata_control"]) for r in rows}
+        assert treatments == {("B02", "DMSO", "negative"), ("C03", "staurosporine", "positive")}
+        features = [c for c in table.column_names if not c.startswith("Metadata_")]
+        assert features == sorted(features) and all(c.startswith("Nuclei_") for c in features)
+        metadata = table.column_names[: table.column_names.index(features[0])]
+        assert all(c.startswith("Metadata_") for c in metadata)  # identifiers first, then features
+    objects = pq.read_table(out / "objects.parquet")
+    assert {"Metadata_Site", "Metadata_ObjectNumber", "Nuclei_AreaShape_Area", "Nuclei_Location_Center_X"} <= set(
+        objects.column_names
+    )
+    wells = {(r["Metadata_Well"], r["Metadata_Timepoint"]): r for r in _rows(out / "wells.csv")}
+    assert float(wells["B02", "1"]["Nuclei_Count_PerSite_PercentOfNegative"]) == pytest.approx(100.0)
+    ratio = float(wells["C03", "2"]["Nuclei_Count_PerSite"]) / float(wells["B02", "2"]["Nuclei_Count_PerSite"])
+    assert float(wells["C03", "2"]["Nuclei_Count_PerSite_PercentOfNegative"]) == pytest.approx(100 * ratio)
+    quality = _rows(out / "assay_quality.csv")
+    assert [q["Metadata_Timepoint"] for q in quality] == ["1", "2"]
+    assert all(q["z_prime"] == "" and "fewer than 2" in q["note"] for q in quality)  # one control well each
 
 
 def test_per_timepoint_rows_come_from_objects_csv_for_summaries_of_older_runs(time_lapse):
@@ -162,8 +196,9 @@ def test_a_large_plate_with_many_timepoints_stays_bounded():
 def test_a_well_without_objects_joins_the_plate_table_without_breaking_it(tmp_path):
     """An empty well's objects.csv has the fixed columns only (no row names the measurements); it used to make
     assembly fail with "different columns" (seen on a tiny synthetic plate with an empty field)."""
-    from openhcs_rules.io.well_folder import OBJECT_COLUMNS, WellFolder
-    from openhcs_rules.jobs.assemble import concat_objects
+    from openhcs_rules.io.well_folder import WellFolder
+    from openhcs_rules.jobs.assemble import write_objects_table
+    from openhcs_rules.jobs.tables import OBJECT_RENAMES
 
     full = WellFolder(tmp_path / "wells" / "B02")
     empty = WellFolder(tmp_path / "wells" / "B03")
@@ -172,8 +207,16 @@ def test_a_well_without_objects_joins_the_plate_table_without_breaking_it(tmp_pa
     row = {"site": 1, "z": 1, "t": 1, "label": 1, "area_px": 30, "centroid_y": 2.0, "centroid_x": 3.0}
     full.write_objects([{**row, "mean_intensity_DAPI": 5.0}], "p")
     empty.write_objects([], "p")
-    assert concat_objects("p", {"B02": full, "B03": empty}, tmp_path / "objects.csv") == 1
-    header = (tmp_path / "objects.csv").read_text().splitlines()[0].split(",")
-    assert header == [*OBJECT_COLUMNS, "mean_intensity_DAPI"]
-    assert concat_objects("p", {"B03": empty}, tmp_path / "none.csv") == 0
-    assert (tmp_path / "none.csv").read_text().splitlines() == [",".join(OBJECT_COLUMNS)]
+    (tmp_path / "both").mkdir()
+    assert write_objects_table({"B02": full, "B03": empty}, tmp_path / "both") == 1
+    header = next(iter(_rows(tmp_path / "both" / "objects.csv")))
+    identity = ["Metadata_Plate", "Metadata_Well", "Metadata_Site", "Metadata_Z", "Metadata_Timepoint"]
+    features = ["Nuclei_AreaShape_Area", "Nuclei_Intensity_MeanIntensity_DAPI", "Nuclei_Location_Center_X"]
+    assert list(header) == [*identity, "Metadata_ObjectNumber", *features, "Nuclei_Location_Center_Y"]
+    (tmp_path / "none").mkdir()
+    assert write_objects_table({"B03": empty}, tmp_path / "none") == 0
+    columns = (tmp_path / "none" / "objects.csv").read_text().splitlines()
+    names = list(OBJECT_RENAMES.values())
+    identity = [c for c in names if c.startswith("Metadata_")]
+    assert [c.strip('"') for c in columns[0].split(",")] == identity + sorted(set(names) - set(identity))
+    assert columns[1:] == []

@@ -47,6 +47,7 @@ def _changes(files: Path) -> dict[str, object]:
         "gpu": "auto",
         "backend": "disk",
         "pyramid_levels": 1,
+        "images": "processed",
     }
 
 
@@ -156,7 +157,7 @@ def test_defaults_come_from_the_schema():
         WellJobOptions.from_screen(validate_screen_config({"plates": {"p": {"source": "synthetic"}}}), "p") == options
     )
     for item, _ in WellJobOptions.specs():  # an unset option is left out of the argv: only where that is the default
-        if item.name not in ("gpu", "backend", "pyramid_levels"):
+        if item.name not in ("gpu", "backend", "pyramid_levels", "images"):
             assert item.default is None, item.name
 
 
@@ -199,6 +200,8 @@ def test_the_run_key_is_the_one_earlier_versions_wrote(plate):
     from openhcs_rules.jobs.process_wells import run_key
 
     plate_json, files = plate
-    options = WellJobOptions(illumination=str(files / "illumination.npz"), nuclei_channel=1, gpu="numpy")
+    options = WellJobOptions(
+        illumination=str(files / "illumination.npz"), nuclei_channel=1, gpu="numpy", images="processed"
+    )
     earlier = {"nuclei_channel": 1, "gpu": "numpy", "backend": "zarr", "pyramid_levels": 3}
     assert well_run_key(plate_json, PIPELINE, options) == run_key([plate_json, PIPELINE, options.illumination], earlier)
