@@ -6,7 +6,8 @@ flag, :mod:`openhcs_rules.jobs.image_quality`), ``wells`` (one row per well and 
 columns joined, the readout normalised to the negative controls) and ``assay_quality.csv`` (Z' and SSMD per
 timepoint, :mod:`openhcs_rules.jobs.assay_quality`). Pictures: ``heatmap.png``, ``qc_montage.png`` (every
 well's thumbnail with its nuclei outlined, flagged wells framed), ``flatfield.png`` (the illumination
-profiles); ``flagged_images.csv`` lists the flagged images with their reasons.
+profiles); ``flagged_images.csv`` lists the flagged images with their reasons; ``plate.html`` shows the assay
+quality, the wells table and the flagged images as a page (the report's view of the plate's numbers).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from openhcs_rules.jobs import tables
 from openhcs_rules.jobs.assay_quality import DEFAULT_FEATURE, add_percent_of_negative, assay_quality
 from openhcs_rules.jobs.heatmap import plot_heatmap
 from openhcs_rules.jobs.image_quality import FLAG, flag_images, flagged_wells, image_rows
+from openhcs_rules.jobs.plate_page import write_plate_page
 from openhcs_rules.jobs.qc_figures import flatfield_figure, plate_montage
 from openhcs_rules.plate.model import PlateStructure
 from openhcs_rules.plate.naming import parse_well_name, row_name, well_name
@@ -43,6 +45,7 @@ PLATE_OUTPUTS = (
     "images.csv",
     "images.parquet",
     "flagged_images.csv",
+    "plate.html",
     "qc_montage.png",
     "flatfield.png",
     "heatmap.png",
@@ -169,12 +172,15 @@ def write_wells_table(rows: list[dict[str, Any]], out_dir: Path) -> None:
     )
 
 
-def write_assay_quality(rows: list[dict[str, Any]], platemap: PlateMap | None, feature: str, path: Path) -> None:
+def write_assay_quality(
+    rows: list[dict[str, Any]], platemap: PlateMap | None, feature: str, path: Path
+) -> list[dict[str, Any]]:
     """``assay_quality.csv``: Z' and SSMD of the controls per timepoint (or, empty, the reason why not)."""
     quality = assay_quality(rows, platemap, feature)
     columns = ["Metadata_Plate", "Metadata_Timepoint", "feature", "n_positive", "mean_positive", "sd_positive"]
     columns += ["n_negative", "mean_negative", "sd_negative", "z_prime", "ssmd", "note"]
     tables.write_table(tables.rows_to_table(quality, columns), None, path)
+    return quality
 
 
 def write_image_tables(plate: PlateStructure, summaries: dict[str, dict[str, Any]], out: Path) -> list[dict[str, Any]]:
@@ -215,9 +221,15 @@ def assemble_plate(
     rows = well_rows(plate, summaries, wells_dir)
     wells = wells_table_rows(rows, plate_map, control_feature)
     write_wells_table(wells, out)
-    write_assay_quality(wells, plate_map, control_feature, out / "assay_quality.csv")
+    quality = write_assay_quality(wells, plate_map, control_feature, out / "assay_quality.csv")
     plot_heatmap(plate, rows, out / "heatmap.png")
     images = write_image_tables(plate, summaries, out)
+    flagged = [
+        {key: row.get(key) for key in ("Metadata_Well", "Metadata_Site", "Metadata_Timepoint", "Metadata_QCFlagReason")}
+        for row in images
+        if row.get(FLAG)
+    ]
+    write_plate_page(plate.name, wells, quality, flagged, out / "plate.html")
     plate_montage(plate, folders, out / "qc_montage.png", flagged_wells(images), channel=nuclei_channel)
     if illumination is not None:
         names = {index: plate.channel(index).name for index in plate.channel_indices}

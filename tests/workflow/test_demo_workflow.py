@@ -8,6 +8,7 @@ import csv
 import pytest
 
 from openhcs_rules.formats.registry import discover_plate, read_plane
+from openhcs_rules_testkit.browser import chromium
 from openhcs_rules_testkit.ngff import assert_valid_ngff_plate
 from openhcs_rules_testkit.workflow import snakemake, write_config
 
@@ -82,6 +83,40 @@ def test_report_contains_the_heatmap(demo_run):
 
     names = zipfile.ZipFile(folder / "report.zip").namelist()
     assert any(name.endswith("heatmap.png") for name in names), names
+
+
+@pytest.mark.web
+def test_the_report_opens_on_the_screen_and_shows_each_plates_pictures_and_tables(demo_run):
+    """`snakemake --report report.html` in headless Chromium, as a person opens it (screenshots kept)."""
+    folder, config = demo_run
+    done = snakemake(folder, config, "--report", "report.html")
+    assert done.returncode == 0, done.stderr[-3000:]
+    shots = folder / "report-screenshots"
+    shots.mkdir(exist_ok=True)
+    with chromium() as browser:
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto((folder / "report.html").as_uri())
+        page.get_by_text("High-content screen processed with").wait_for()
+        body = page.inner_text("body")
+        assert "demo: synthetic plate; plate map" in body  # the screen's description, from its config
+        page.screenshot(path=shots / "report.png")
+        page.get_by_text("Results").first.click()
+        page.get_by_text("Plates").first.click()
+        figures = {"flat-field profiles", "objects per site heatmap", "quality-control montage"}
+        figures.add("tables: assay quality, wells, flagged images")
+        rows = page.locator("tr")
+        assert {rows.nth(i).locator("td").nth(1).inner_text() for i in range(1, rows.count())} == figures
+        for figure in sorted(figures - {"tables: assay quality, wells, flagged images"}):
+            page.locator("tr", has_text=figure).locator("a").first.click()
+            page.locator("img[src^='data:image/png']").wait_for()
+            page.screenshot(path=shots / f"{figure.split()[0]}.png")
+        page.locator("tr", has_text="tables: assay quality").locator("a").first.click()
+        page.wait_for_function("document.querySelector('iframe') !== null")
+        shown = page.frames[-1].inner_text("body")
+        page.screenshot(path=shots / "tables.png")
+    assert "Assay quality" in shown and "Z'" in shown and "fewer than 2 positive and negative" in shown
+    assert all(well in shown for well in DEMO["wells"]) and "staurosporine" in shown
+    assert "Flagged images (0)" in shown
 
 
 def test_output_plate_is_a_valid_input_plate(demo_run):

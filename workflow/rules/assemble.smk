@@ -15,12 +15,13 @@ rule assemble_plate:
         wells_parquet=f"{OUT}/{{plate}}/wells.parquet",
         images_table=f"{OUT}/{{plate}}/images.csv",
         images_parquet=f"{OUT}/{{plate}}/images.parquet",
-        flagged=report(
-            f"{OUT}/{{plate}}/flagged_images.csv",
-            caption="../report/flagged_images.rst",
+        flagged=f"{OUT}/{{plate}}/flagged_images.csv",
+        page=report(
+            f"{OUT}/{{plate}}/plate.html",
+            caption="../report/plate_page.rst",
             category="Plates",
             subcategory="{plate}",
-            labels={"plate": "{plate}", "figure": "flagged images (quality control)"},
+            labels={"plate": "{plate}", "figure": "tables: assay quality, wells, flagged images"},
         ),
         montage=report(
             f"{OUT}/{{plate}}/qc_montage.png",
@@ -36,20 +37,8 @@ rule assemble_plate:
             subcategory="{plate}",
             labels={"plate": "{plate}", "figure": "flat-field profiles"},
         ),
-        assay_quality=report(
-            f"{OUT}/{{plate}}/assay_quality.csv",
-            caption="../report/assay_quality.rst",
-            category="Plates",
-            subcategory="{plate}",
-            labels={"plate": "{plate}", "figure": "assay quality (Z', SSMD)"},
-        ),
-        wells=report(
-            f"{OUT}/{{plate}}/wells.csv",
-            caption="../report/wells.rst",
-            category="Plates",
-            subcategory="{plate}",
-            labels={"plate": "{plate}", "figure": "per-well and timepoint table"},
-        ),
+        assay_quality=f"{OUT}/{{plate}}/assay_quality.csv",
+        wells=f"{OUT}/{{plate}}/wells.csv",
         heatmap=report(
             f"{OUT}/{{plate}}/heatmap.png",
             caption="../report/heatmap.rst",

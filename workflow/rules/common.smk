@@ -155,6 +155,8 @@ def all_results():
             f"{OUT}/{plate}/wells.csv",
             f"{OUT}/{plate}/objects.csv",
             f"{OUT}/{plate}/heatmap.png",
+            f"{OUT}/{plate}/plate.html",
+            f"{OUT}/{plate}/qc_montage.png",
             # asked for here too, not only through the chunks: those are known only once the discover
             # checkpoint is current, so without this `--delete-all-output` would skip it when discovery reruns
             f"{OUT}/{plate}/illumination.npz",

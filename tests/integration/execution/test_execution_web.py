@@ -26,10 +26,10 @@ import pytest
 from openhcs_rules.execution import http_api
 from openhcs_rules.execution.states import RunState
 from openhcs_rules.execution.tokens import TokenStore
+from openhcs_rules_testkit.browser import CHROMIUM, chromium
 from openhcs_rules_testkit.execution import execution_server, tiny_screen
 from openhcs_rules_testkit.paths import REPO
 
-CHROMIUM = Path("/usr/bin/chromium")
 if not CHROMIUM.exists():
     pytest.skip(
         "the web page tests need Debian's chromium at /usr/bin/chromium (apt-get install chromium)",
@@ -47,14 +47,6 @@ DOCS_SCREENSHOT = REPO / "docs" / "images" / "execution-page.png"
 #: checkout as it found it; CI's checkout too)
 UPDATE_DOCS_ENV = "OPENHCS_UPDATE_DOCS_SCREENSHOT"
 VIEWPORT = {"width": 1280, "height": 900}
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
 #: a run of the tiny screen takes seconds; generous for a loaded CI machine
 RUN_TIMEOUT_MS = 240_000
 UI_TIMEOUT_MS = 20_000
@@ -94,15 +86,8 @@ def served(tmp_path_factory) -> Iterator[Served]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    playwright = sync_api.sync_playwright().start()
-    try:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-    except Exception as exc:  # noqa: BLE001 - a browser that cannot start is a reason to skip, said why
-        playwright.stop()
-        pytest.skip(f"chromium at {CHROMIUM} does not start under playwright: {exc}")
-    yield chromium
-    chromium.close()
-    playwright.stop()
+    with chromium() as started:
+        yield started
 
 
 @pytest.fixture

@@ -51,6 +51,7 @@ from omero.rtypes import rlong, rstring  # noqa: E402
 
 from openhcs_rules.execution.signed_tokens import create_secret, load_secret, verify_token  # noqa: E402
 from openhcs_rules.omero.queries import PLATE_BY_ID  # noqa: E402
+from openhcs_rules_testkit.browser import chromium  # noqa: E402
 from openhcs_rules_testkit.omero_standin import StandInServer  # noqa: E402
 from openhcs_rules_testkit.omero_standin.data import STANDIN_PASSWORD, random_fields  # noqa: E402
 from openhcs_rules_testkit.omero_standin.gateway import StandInGateway  # noqa: E402
@@ -444,8 +445,6 @@ def _screen(plate_id: int) -> str:
 
 
 # -- the panel's script in a real browser ------------------------------------------------------------------------
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
 UI_TIMEOUT_MS = 20_000
 
 
@@ -486,15 +485,7 @@ def omero_web_served(pages: dict[str, str] | None = None) -> Iterator[str]:
 @contextlib.contextmanager
 def chromium_page() -> Iterator[tuple[Any, list[str], list[str]]]:
     """A page of headless Chromium, the URLs it requested and its script errors; skips without a browser."""
-    if not CHROMIUM.exists():
-        pytest.skip("needs Debian's chromium at /usr/bin/chromium")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="needs the playwright package")
-    playwright = sync_api.sync_playwright().start()
-    try:
-        try:
-            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        except Exception as exc:  # noqa: BLE001 - a browser that cannot start is a reason to skip, said why
-            pytest.skip(f"chromium does not start under playwright: {exc}")
+    with chromium() as browser:
         context = browser.new_context(viewport={"width": 900, "height": 1000})
         context.set_default_timeout(UI_TIMEOUT_MS)
         page = context.new_page()
@@ -505,9 +496,6 @@ def chromium_page() -> Iterator[tuple[Any, list[str], list[str]]]:
         page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
         yield page, requested, errors
         context.close()
-        browser.close()
-    finally:
-        playwright.stop()
 
 
 def submit(role: Any) -> str:
