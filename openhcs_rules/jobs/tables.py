@@ -160,4 +160,9 @@ def write_table(table: pa.Table, parquet_path: str | Path | None, csv_path: str 
             pq.write_table(table, temp, compression="zstd")
     if csv_path is not None:
         with atomic_path(csv_path, ".csv") as temp:
-            pa_csv.write_csv(table, temp, pa_csv.WriteOptions(quoting_style="needed"))
+            try:
+                # plain values, as a person or a spreadsheet writes them (column names are safe identifiers)
+                pa_csv.write_csv(table, temp, pa_csv.WriteOptions(quoting_style="none", quoting_header="none"))
+            except pa.ArrowInvalid:
+                # a value holds a comma, quote or line break (a plate map's "compound, batch 2"): quote text
+                pa_csv.write_csv(table, temp, pa_csv.WriteOptions(quoting_style="needed", quoting_header="none"))

@@ -237,7 +237,7 @@ def test_results_are_listed_and_downloaded(api, finished):
     assert response.headers["content-security-policy"] == "sandbox"
     folder = Path(client.get(f"/api/runs/{run_id}").json()["folder"])
     assert response.content == (folder / "results" / "tiny" / "wells.csv").read_bytes()
-    assert response.content.startswith(b"plate,well")
+    assert response.content.startswith(b"Metadata_Plate,Metadata_Well,")
     log = client.get(f"/api/runs/{run_id}/logs", params={"tail": 5}).json()["log"]
     assert isinstance(log, str) and len(log.splitlines()) <= 5
 
