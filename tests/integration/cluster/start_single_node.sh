@@ -14,8 +14,12 @@ CONF_DIR=/etc/slurm
 mkdir -p "$STATE"/{ctld,d,log,run} /var/run/munge /var/log/munge
 chown munge:munge /var/run/munge /var/log/munge 2>/dev/null || true
 
+# ready = the controller answers, the node takes jobs AND accounting answers (sacct is how finished jobs are
+# seen: with the database gone, e.g. killed with an earlier test run, every job would look unfinished)
 if scontrol ping 2>/dev/null | grep -q "UP"; then
-    sinfo -h -o "%T" | grep -qE "idle|mix|alloc" && { echo "slurm ready (already running)"; exit 0; }
+    if sinfo -h -o "%T" | grep -qE "idle|mix|alloc" && sacct -n -X -S now >/dev/null 2>&1; then
+        echo "slurm ready (already running)"; exit 0
+    fi
 fi
 
 # --- munge (authentication between the daemons and clients) -------------------------------------------
@@ -30,6 +34,10 @@ if ! mariadb -u root -e "select 1" >/dev/null 2>&1; then
     mkdir -p /run/mysqld && chown mysql:mysql /run/mysqld
     (mysqld_safe --skip-networking=0 --bind-address=127.0.0.1 >/dev/null 2>&1 &)
     for _ in $(seq 1 60); do mariadb -u root -e "select 1" >/dev/null 2>&1 && break; sleep 0.5; done
+    # a slurmdbd that lost its database: stopped here, started again below
+    if pkill -x slurmdbd 2>/dev/null; then
+        for _ in $(seq 1 50); do pgrep -x slurmdbd >/dev/null || break; sleep 0.2; done
+    fi
 fi
 mariadb -u root -e "CREATE DATABASE IF NOT EXISTS slurm_acct_db;
   CREATE USER IF NOT EXISTS 'slurm'@'localhost' IDENTIFIED BY 'slurmdbpass';
