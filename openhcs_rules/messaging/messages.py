@@ -201,8 +201,12 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "transport": Field((str,), check=_one_of("shm", "inline")),
         "shm": Field((str,), required=False, check=_shm_name),
         "codec": Field((str,), required=False, check=_one_of("raw", "blosc2-lz4")),
+        # shm frames: bytes of this sender's slots the viewer may keep past the ack (a display showing the
+        # slot itself); absent or 0: the ack gives the slot back, as senders before slot loans expect
+        "hold_bytes": Field((int,), required=False, check=_non_negative),
     },
-    "ack": {"id": Field((int,), check=_non_negative)},
+    # held: the viewer keeps the frame's slot (shown from it); a `release` naming the slot gives it back
+    "ack": {"id": Field((int,), check=_non_negative), "held": Field((bool,), required=False)},
     # data channel of the execution server: a client asks to watch a run, the server pushes its events
     "watch": {
         "run_id": Field((str,), check=_short_text(64)),
@@ -215,6 +219,8 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "event": Field((str,), check=_short_text(64)),
         "body": Field((dict,)),
     },
+    # both ways: sender -> viewer "these segments are gone, unmap them"; viewer -> sender "these held slots
+    # are free again"
     "release": {"names": Field((list,), check=_shm_names)},
 }
 

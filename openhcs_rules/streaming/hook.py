@@ -176,6 +176,13 @@ class Streamer:
                 link.warn_once("close", "closing failed: %s", exc)
             if sender.dropped:
                 log.info("streaming to %s: %d of %d frames dropped", link.target.kind, sender.dropped, sender.sent)
+            if getattr(sender, "fallbacks", 0):  # the viewer's displays held every shared-memory slot
+                log.info(
+                    "streaming to %s: %d of %d frames sent inline (every slot held)",
+                    link.target.kind,
+                    sender.fallbacks,
+                    sender.sent,
+                )
             if not sender.alive:
                 link.warn_once("dead", "the viewer stopped answering (%s); streaming to it is off", sender.dead_reason)
             link.sender = None

@@ -2,13 +2,21 @@
 
 Transport is chosen per viewer: ``shm`` when the viewer runs on this machine (pixels go through a shared
 segment, the message carries its name), ``inline`` otherwise (pixels travel in the message, compressed
-with Blosc2-LZ4 by default). Every frame is acknowledged by the viewer; an ack frees the segment slot for
-the next frame. Sends are non-blocking: when every slot is in flight the sender waits at most
-``full_wait_s`` for an ack and then drops the frame (counted in :attr:`dropped`).
+with Blosc2-LZ4 by default). Every frame is acknowledged by the viewer once its display has it.
+
+Shared memory costs one copy, the sender's into a pooled slot: the viewer's display may show the frame
+straight from the slot. The sender lends up to ``hold_bytes`` of its slots for that (half the pool by
+default, so the other half keeps frames moving); the ack then says the slot is *held*, and a ``release``
+from the viewer gives it back once the display no longer shows it (that layer's frame was replaced or
+cleared). An ack without ``held`` frees the slot at once. Sends are non-blocking: when every slot is in
+flight the sender waits at most ``full_wait_s`` for an ack and then drops the frame (counted in
+:attr:`dropped`); when every slot is held - waiting would not free one - the frame goes inline in the
+message instead, at once (counted in :attr:`fallbacks`).
 
 The sender is the single owner of its segments. It declares the viewer dead when an ack is overdue by
 ``ack_timeout_s`` (viewer killed, hung or unreachable): from then on sends are no-ops and every segment is
-unlinked at once, so a dead viewer leaves nothing in /dev/shm and costs the pipeline nothing more.
+unlinked at once, held ones included, so a dead viewer leaves nothing in /dev/shm and costs the pipeline
+nothing more. Unlinking a held slot never pulls pixels from under a live viewer: its mapping stays valid.
 """
 
 from __future__ import annotations
@@ -60,6 +68,7 @@ class FrameSender:
         ack_timeout_s: float = 5.0,
         full_wait_s: float = 1.0,
         max_shm_bytes: int = 128 << 20,
+        hold_bytes: int | None = None,
         context: zmq.Context | None = None,
     ) -> None:
         self.host, self.port = host, port
@@ -69,6 +78,8 @@ class FrameSender:
         self.full_wait_s = full_wait_s
         self.sender_id = f"{pysocket.gethostname()}:{os.getpid()}"
         self.pool = shm.SegmentPool(max_shm_bytes) if self.transport == "shm" else None
+        #: slot bytes the viewer may keep past the ack; 0: every ack frees the slot (the viewer copies)
+        self.hold_bytes = max(0, max_shm_bytes // 2 if hold_bytes is None else min(hold_bytes, max_shm_bytes))
         if self.pool is not None:
             shm.sweep_orphans()  # what killed senders left behind on this host
         self._socket = (context or zmq.Context.instance()).socket(zmq.DEALER)
@@ -80,6 +91,7 @@ class FrameSender:
         self._pending: dict[int, tuple[float, str | None]] = {}
         self._next_id = 0
         self.sent = self.acked = self.dropped = self.rejected = 0
+        self.fallbacks = 0  # shm frames sent inline because the viewer held every slot
         self.last_error: str | None = None
         self.dead_reason: str | None = None
 
@@ -91,12 +103,22 @@ class FrameSender:
     def in_flight(self) -> int:
         return len(self._pending)
 
+    @property
+    def held(self) -> int:
+        """Slots the viewer acknowledged and still shows (given back by its ``release``)."""
+        return self.pool.held if self.pool is not None else 0
+
     # -- acks -------------------------------------------------------------------------------------------
     def _handle_reply(self, raw: bytes) -> None:
         try:
             reply = messages.decode(raw)
         except MessageError as exc:
             self.last_error = f"unreadable reply from the viewer: {exc}"
+            return
+        if reply["type"] == "release":  # the viewer's display no longer shows these held slots
+            if self.pool is not None:
+                for name in reply["names"]:
+                    self.pool.release_held(name)
             return
         frame_id = reply.get("id")
         if reply["type"] == "error":
@@ -106,7 +128,10 @@ class FrameSender:
             self.acked += 1
         entry = self._pending.pop(frame_id, None) if isinstance(frame_id, int) else None
         if entry is not None and entry[1] is not None and self.pool is not None:
-            self.pool.release(entry[1])
+            if reply["type"] == "ack" and reply.get("held"):
+                self.pool.hold(entry[1])
+            else:
+                self.pool.release(entry[1])
 
     def poll(self, timeout_s: float = 0.0) -> int:
         """Take in acks (waiting up to ``timeout_s`` for the first); returns how many arrived."""
@@ -146,7 +171,7 @@ class FrameSender:
         self._pending.clear()
 
     # -- sending ----------------------------------------------------------------------------------------
-    def _header(self, meta: FrameMeta, array: np.ndarray, started_ns: int, **transport: str) -> bytes:
+    def _header(self, meta: FrameMeta, array: np.ndarray, started_ns: int, **transport: str | int) -> bytes:
         self._next_id += 1
         message = messages.make(
             "frame",
@@ -163,10 +188,12 @@ class FrameSender:
         return messages.encode(message)
 
     def _slot(self, nbytes: int) -> shm.Segment | None:
+        """A free slot; waits (bounded) only while some slot is in flight - held slots come back when the
+        viewer's display replaces them, which no wait here can hasten."""
         assert self.pool is not None
         segment = self.pool.acquire(nbytes)
         deadline = time.monotonic() + self.full_wait_s
-        while segment is None and self.alive and time.monotonic() < deadline:
+        while segment is None and self.alive and self.pool.in_flight and time.monotonic() < deadline:
             self.poll(min(0.05, max(0.0, deadline - time.monotonic())))
             segment = self.pool.acquire(nbytes)
         return segment
@@ -179,14 +206,24 @@ class FrameSender:
             return False
         if array.ndim != 2 or array.dtype.name not in messages.DTYPES:
             raise ValueError(f"frames are 2D arrays of {', '.join(messages.DTYPES)}; got {array.dtype} {array.shape}")
-        if self.pool is not None:
-            segment = self._slot(array.nbytes)
-            if segment is None:
+        segment = self._slot(array.nbytes) if self.pool is not None else None
+        if segment is not None:
+            segment.write(array)
+            header = self._header(
+                meta, array, started_ns, transport="shm", shm=segment.name, hold_bytes=self.hold_bytes
+            )
+            parts: list[bytes | memoryview] = [header]
+            slot: str | None = segment.name
+        elif self.pool is not None:
+            if not self.alive or self.pool.in_flight:  # the viewer is not keeping up: drop, as before
                 self.dropped += 1
                 return False
-            segment.write(array)
-            parts: list[bytes | memoryview] = [self._header(meta, array, started_ns, transport="shm", shm=segment.name)]
-            slot: str | None = segment.name
+            # every slot is held by the viewer's displays: send this one in the message. A private copy,
+            # because the caller may reuse the array once send() returns (the slot copy protected it too)
+            self.fallbacks += 1
+            private = np.ascontiguousarray(array).tobytes()
+            parts = [self._header(meta, array, started_ns, transport="inline", codec="raw"), private]
+            slot = None
         else:
             payload = codecs.encode(array, self.codec)
             parts = [self._header(meta, array, started_ns, transport="inline", codec=self.codec), payload]

@@ -4,6 +4,8 @@ One hyperstack per (plate, well, site, step), titled ``"<plate> <well> s<site> |
 channels x z x time as ImageJ orders them. A new plane of a known position is written into the existing
 stack (incremental update); a plane with a new channel, z or t value rebuilds the stack one size larger,
 keeping the planes already there. 8- and 16-bit frames stay 8/16-bit; everything else is shown as 32-bit.
+Fiji keeps copying each frame: ImageJ's processors hold Java arrays on the JVM heap, which cannot be a
+view of a shared-memory slot, so the frame is copied into one and its slot goes back with the ack.
 An ImageJ macro sent over the control channel runs in the viewer (``macro`` request); only clients that
 can reach the control channel can send one: loopback by default, CURVE-authenticated otherwise.
 

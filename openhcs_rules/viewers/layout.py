@@ -1,13 +1,17 @@
 """Where a frame goes in a viewer, from its components alone (no GUI here, so it is unit-tested).
 
 napari: one layer per (plate, step, channel); the layer stacks planes over (well, site, t, z), each axis
-holding the sorted values seen so far, so the sliders grow as wells arrive. Fiji: one hyperstack per
-(plate, well, site, step) with channels x z x time, the layout ImageJ's hyperstack viewer expects.
+holding the sorted values seen so far, so the sliders grow as wells arrive. Image layers are a
+:class:`PlaneGrid` (each plane kept as it came, possibly the sender's shared-memory slot itself); label
+layers a dense :class:`PlaneStack` (napari edits labels in place, so they must be the viewer's own
+writable copy). Fiji: one hyperstack per (plate, well, site, step) with channels x z x time, the layout
+ImageJ's hyperstack viewer expects.
 """
 
 from __future__ import annotations
 
 import bisect
+import itertools
 import threading
 from collections.abc import Hashable, Sequence
 from typing import Any
@@ -16,7 +20,7 @@ import numpy as np
 
 from openhcs_rules.messaging.errors import TooManyLayersError
 from openhcs_rules.plate.naming import parse_well_name
-from openhcs_rules.streaming.frames import FrameMeta
+from openhcs_rules.streaming.frames import FrameMeta, Plane
 
 NAPARI_AXES: tuple[str, ...] = ("well", "site", "t", "z")
 FIJI_AXES: tuple[str, ...] = ("channel", "z", "t")
@@ -99,6 +103,120 @@ class PlaneStack:
 
     def get(self, coords: dict[str, Any]) -> np.ndarray:
         return self.data[self.index.position(coords)]
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.data.nbytes)
+
+
+class PlaneGrid:
+    """A stack of 2D planes over named axes that napari shows as one array, each plane kept as it came.
+
+    :class:`PlaneStack` copies every plane into one dense array (and the whole stack again whenever an axis
+    grows). Here each plane stays the :class:`Plane` its frame was kept as - a view of the sender's
+    shared-memory slot, or the viewer's own array - and napari reads, through the array-like protocol it
+    accepts for lazy data (``shape``, ``dtype``, ``ndim``, indexing), only the planes it draws. A plane not
+    sent yet reads as zeros. ``data`` is the grid itself, so the layer's data object never changes.
+    """
+
+    def __init__(self, axes: Sequence[str], plane_shape: tuple[int, int], dtype: Any) -> None:
+        self.index = AxisIndex(axes)
+        self.plane_shape = (int(plane_shape[0]), int(plane_shape[1]))
+        self.dtype = np.dtype(dtype)
+        self.planes: dict[tuple[Any, ...], Plane] = {}
+        self._nbytes = 0  # a counter, so the control thread can read it while the GUI thread puts planes
+        self._zeros = np.zeros(self.plane_shape, self.dtype)
+        self._zeros.flags.writeable = False
+
+    @property
+    def data(self) -> PlaneGrid:
+        return self
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (*self.index.shape, *self.plane_shape)
+
+    @property
+    def ndim(self) -> int:
+        return len(self.index.axes) + 2
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape))
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the planes held (not of the dense array the grid stands for)."""
+        return self._nbytes
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def _key(self, coords: dict[str, Any]) -> tuple[Any, ...]:
+        return tuple(coords[axis] for axis in self.index.axes)
+
+    def put(self, coords: dict[str, Any], plane: Plane) -> tuple[bool, Plane | None]:
+        """Place a plane; returns (the grid grew, the plane it replaced - the caller drops that one)."""
+        if tuple(plane.array.shape) != self.plane_shape:
+            raise ValueError(f"plane of shape {plane.array.shape} does not fit a stack of {self.plane_shape} planes")
+        inserted = self.index.add(coords)
+        key = self._key(coords)
+        replaced = self.planes.get(key)
+        self.planes[key] = plane
+        self._nbytes += int(plane.array.nbytes) - (int(replaced.array.nbytes) if replaced is not None else 0)
+        return bool(inserted), (replaced if replaced is not plane else None)
+
+    def get(self, coords: dict[str, Any]) -> np.ndarray:
+        self.index.position(coords)  # KeyError for coordinates never seen, as PlaneStack
+        return self._pixels(self.planes.get(self._key(coords)))
+
+    def clear(self) -> list[Plane]:
+        """Forget every plane; returns them for the caller to drop once nothing shows them."""
+        planes = list(self.planes.values())
+        self.planes.clear()
+        self._nbytes = 0
+        return planes
+
+    def _pixels(self, plane: Plane | None) -> np.ndarray:
+        array = self._zeros if plane is None else plane.array
+        return array if array.dtype == self.dtype else array.astype(self.dtype)
+
+    def _plane_at(self, position: tuple[int, ...]) -> np.ndarray:
+        key = tuple(self.index.values[axis][i] for axis, i in zip(self.index.axes, position, strict=True))
+        return self._pixels(self.planes.get(key))
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        """numpy basic indexing (integers, slices, an Ellipsis) over the grid; only the planes asked for are read."""
+        key = key if isinstance(key, tuple) else (key,)
+        if any(k is Ellipsis for k in key):
+            at = next(i for i, k in enumerate(key) if k is Ellipsis)
+            key = (*key[:at], *(slice(None),) * (self.ndim - len(key) + 1), *key[at + 1 :])
+        if len(key) > self.ndim:
+            raise IndexError(f"too many indices for a {self.ndim}-dimensional grid")
+        key = (*key, *(slice(None),) * (self.ndim - len(key)))
+        lead, tail = key[: len(self.index.axes)], key[len(self.index.axes) :]
+        picks: list[list[int]] = []
+        for size, k in zip(self.index.shape, lead, strict=True):
+            if isinstance(k, int | np.integer):
+                i = int(k) + size if int(k) < 0 else int(k)
+                if not 0 <= i < size:
+                    raise IndexError(f"index {int(k)} is out of bounds for an axis of size {size}")
+                picks.append([i])
+            elif isinstance(k, slice):
+                picks.append(list(range(*k.indices(size))))
+            else:  # advanced indexing (never napari's slicing): assemble the dense array first
+                return np.asarray(self)[key]
+        if all(isinstance(k, int | np.integer) for k in lead):
+            return self._plane_at(tuple(p[0] for p in picks))[tail]
+        tail_shape = self._zeros[tail].shape
+        out = np.empty((*(len(p) for p in picks), *tail_shape), self.dtype)
+        for position in itertools.product(*(range(len(p)) for p in picks)):
+            out[position] = self._plane_at(tuple(p[i] for p, i in zip(picks, position, strict=True)))[tail]
+        return out[tuple(0 if isinstance(k, int | np.integer) else slice(None) for k in lead)]
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        dense = self[...]
+        return dense if dtype is None else dense.astype(dtype, copy=False)
 
 
 class LayerBudget:

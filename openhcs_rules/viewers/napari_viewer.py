@@ -6,6 +6,15 @@ sites or timepoints arrive. Label images become Labels layers. A Qt timer pumps 
 all frames that arrived since the last tick are placed first, then each touched layer is refreshed once,
 so a fast producer costs one redraw per layer per tick and is never made to wait for the GUI.
 
+Image layers show planes without copying them (:class:`PlaneGrid`, a lazy array napari slices like a dask
+array): a large shared-memory frame is the sender's slot itself, on loan. napari keeps references to what
+it last sliced (the layer's slice, vispy's texture data), so a loan is given back only after its layer
+no longer shows it: a replaced plane is dropped after every touched layer was refreshed (resliced from the
+new plane), a plane the server detaches to a copy marks its layer for that refresh, and ``clear`` drops
+planes after the layers are removed and collected. The viewer never unmaps a view (the reader keeps any
+mapping an array still refers to) and segments never shrink, so even a stale reference reads valid memory.
+Label layers stay dense copies: napari paints labels in place, which a read-only slot cannot take.
+
 At most ``--max-layers`` layers (default :data:`MAX_LAYERS`) exist at once: a frame for a new layer past
 the limit gets a ``too_many_layers`` error reply (every layer costs the GUI thread on each redraw - 300
 layers froze napari for a minute), and ``clear`` removes every layer and drops every reference to their
@@ -18,6 +27,7 @@ Start: ``python -m openhcs_rules.viewers.napari_viewer --port 5555 [--xvfb] [--m
 
 from __future__ import annotations
 
+import functools
 import gc
 import logging
 import sys
@@ -29,9 +39,16 @@ import numpy as np
 from openhcs_rules.errors import OpenHCSError
 from openhcs_rules.messaging import messages
 from openhcs_rules.messaging.server import Reply
-from openhcs_rules.streaming.frames import Frame, FrameMeta
+from openhcs_rules.streaming.frames import Frame, FrameMeta, Plane
 from openhcs_rules.viewers.display import ensure_display, has_display
-from openhcs_rules.viewers.layout import NAPARI_AXES, LayerBudget, PlaneStack, coordinates, layer_name
+from openhcs_rules.viewers.layout import (
+    NAPARI_AXES,
+    LayerBudget,
+    PlaneGrid,
+    PlaneStack,
+    coordinates,
+    layer_name,
+)
 from openhcs_rules.viewers.process import max_layers_option, memory_limits, shutdown_on_sigterm, viewer_arguments
 from openhcs_rules.viewers.viewer_server import ViewerServer
 
@@ -51,16 +68,17 @@ class NapariLayers:
         self.viewer = viewer
         self.follow = follow
         self.budget = LayerBudget(max_layers, "napari layers")
-        self.stacks: dict[str, PlaneStack] = {}
+        self.stacks: dict[str, PlaneGrid | PlaneStack] = {}
         self.roles: dict[str, str] = {}
         self._ranges: dict[str, tuple[float, float]] = {}
+        self._detached: set[str] = set()  # layers whose loaned plane became a copy: reslice before it goes back
 
     # -- frames ---------------------------------------------------------------------------------------
     def admit(self, meta: FrameMeta, shape: tuple[int, int]) -> None:
         """(data thread) Refuse a frame whose layer would be one past the limit; see :class:`LayerBudget`."""
         self.budget.admit((layer_name(meta), tuple(shape)), layer_name(meta))
 
-    def _stack_for(self, frame: Frame) -> tuple[str, PlaneStack] | None:
+    def _stack_for(self, frame: Frame) -> tuple[str, PlaneGrid | PlaneStack] | None:
         """The frame's stack, made if needed; None when a new one would pass the layer limit."""
         name = layer_name(frame.meta)
         stack = self.stacks.get(name)
@@ -71,14 +89,17 @@ class NapariLayers:
             if not self.budget.claim((layer_name(frame.meta), tuple(frame.array.shape))):
                 log.warning("napari holds %d layers, its limit: frame for %r not shown", self.budget.limit, name)
                 return None
-            dtype = np.int32 if frame.meta.role == "labels" else frame.array.dtype
-            stack = self.stacks[name] = PlaneStack(NAPARI_AXES, frame.array.shape, dtype)
+            if frame.meta.role == "labels":
+                stack = self.stacks[name] = PlaneStack(NAPARI_AXES, frame.array.shape, np.int32)
+            else:
+                stack = self.stacks[name] = PlaneGrid(NAPARI_AXES, frame.array.shape, frame.array.dtype)
             self.roles[name] = frame.meta.role
         return name, stack
 
     def show(self, batch: list[Frame]) -> None:
         """Put a batch of frames into their stacks, then refresh each touched layer once."""
         touched: dict[str, bool] = {}
+        replaced: list[Plane] = []
         last: tuple[str, dict[str, Any]] | None = None
         for frame in batch:
             found = self._stack_for(frame)
@@ -86,18 +107,30 @@ class NapariLayers:
                 continue
             name, stack = found
             coords = coordinates(frame.meta, NAPARI_AXES)
-            reshaped = stack.put(coords, frame.array)
+            if isinstance(stack, PlaneGrid):
+                plane = frame.keep(on_detach=functools.partial(self._detached.add, name))
+                reshaped, previous = stack.put(coords, plane)
+                if previous is not None:
+                    replaced.append(previous)
+            else:
+                reshaped = stack.put(coords, frame.array)  # labels: copied into the editable dense stack
             touched[name] = touched.get(name, False) or reshaped
             low, high = float(frame.array.min()), float(frame.array.max())
             old = self._ranges.get(name, (low, high))
             self._ranges[name] = (min(old[0], low), max(old[1], high))
             last = (name, coords)
+        for name in self._detached:
+            touched.setdefault(name, False)
+        self._detached.clear()
         for name, reshaped in touched.items():
-            self._update_layer(name, reshaped)
+            if name in self.stacks:
+                self._update_layer(name, reshaped)
         if self.follow and last is not None:
             position = self.stacks[last[0]].index.position(last[1])
             current = tuple(self.viewer.dims.current_step)
             self.viewer.dims.current_step = position + current[len(position) :]
+        for previous in replaced:  # every layer has resliced from its new planes: nothing shows these any more
+            previous.drop()
 
     def _update_layer(self, name: str, reshaped: bool) -> None:
         stack = self.stacks[name]
@@ -167,11 +200,14 @@ class NapariLayers:
         count = len(self.viewer.layers)
         self.viewer.layers.select_all()
         self.viewer.layers.clear()
+        planes = [plane for stack in self.stacks.values() if isinstance(stack, PlaneGrid) for plane in stack.clear()]
         self.stacks.clear()
         self.roles.clear()
         self._ranges.clear()
         self.budget.reset()
         gc.collect()
+        for plane in planes:  # the layers and what they sliced are gone: their slots go back
+            plane.drop()
         return messages.make("reply", result={"cleared": count}), []
 
 
@@ -200,7 +236,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         server.status_extra = lambda: {
             "layers": len(layers.stacks),
             "max_layers": layers.budget.limit,
-            "layer_bytes": sum(stack.data.nbytes for stack in layers.stacks.values()),
+            "layer_bytes": sum(stack.nbytes for stack in list(layers.stacks.values())),  # list(): atomic copy
         }
         try:
             server.start()
