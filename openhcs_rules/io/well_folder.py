@@ -28,11 +28,11 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -51,6 +51,8 @@ _LABELS_MARK = "_labels_"
 IMAGE_CONTENTS = ("raw", "processed", "both")
 #: where ``both`` puts the processed images: a group of ``images.zarr``, a folder of ``images/``
 PROCESSED = "processed"
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -265,6 +267,11 @@ class WellImageWriter:
     def __enter__(self) -> WellImageWriter:
         self._atomic = atomic_path(self.folder.images)
         self._tmp = self._atomic.__enter__()
+        if self.folder.layout == "zarr":
+            # opened by the writer's thread, first: importing zarr (~0.2 s) overlaps the first site's processing
+            # instead of delaying it; a failure (a full disk) is raised by the next submit, or at the end
+            self._futures.append(self._pool.submit(self._open))
+            return self
         try:
             self._open()
         except BaseException as error:  # a full disk already here: no temp folder left, the error names it
@@ -299,18 +306,30 @@ class WellImageWriter:
         return [raw] if self.images == "raw" else [raw, (PROCESSED, *processed)]
 
     def submit(self, result: WellResult) -> None:
+        opened = self._futures[0] if self._futures and self.folder.layout == "zarr" else None
+        failed = opened.exception() if opened is not None and opened.done() else None
+        if failed is not None:
+            raise failed  # the well's group could not be made (a full disk): stop the well here
         for where, planes, dtype in self._contents(result):
             if self.folder.layout == "zarr":
-                from openhcs_rules.io.zarr_plate import write_field
-
-                root = self._roots[where]
                 for site, data in stack_fields(planes, result.labels, dtype).items():
-                    job = self._pool.submit(write_field, root, site - 1, data, self.levels, self.describe)
-                    self._futures.append(job)
+                    self._futures.append(self._pool.submit(self._write_field, where, site - 1, data))
             else:
                 folder = self._tmp / where if where else self._tmp
                 job = self._pool.submit(_write_tiffs, planes, result.labels, folder, self.folder.well)
                 self._futures.append(job)
+
+    def _write_field(self, where: str, index: int, data: Field) -> None:
+        """One field into the group of ``where`` (made by :meth:`_open`, earlier in the same thread)."""
+        from openhcs_rules.io.zarr_plate import write_field
+
+        write_field(self._roots[where], index, data, self.levels, self.describe)
+
+    def run(self, work: Callable[..., T], *args: Any) -> Future[T]:
+        """``work(*args)`` in the writer's thread, after the writes submitted so far: other per-site work that
+        can overlap the next site's processing (the well job's image quality measures). Take its result with
+        :func:`take`, which does the work in the caller's thread instead when it has not started yet."""
+        return self._pool.submit(work, *args)
 
     def __exit__(self, kind: Any, error: Any, trace: Any) -> None:
         self._pool.shutdown(wait=True)
@@ -326,6 +345,15 @@ class WellImageWriter:
             self._atomic.__exit__(type(failure), failure, failure.__traceback__)
             if error is None:
                 raise failure
+
+
+def take(job: Future[T], work: Callable[..., T], *args: Any) -> T:
+    """The result of ``job`` (``work(*args)`` given to :meth:`WellImageWriter.run`), done here when it has not
+    started: at a well's end the caller would only wait, so the work runs in both threads instead of queueing
+    behind the last site's writes."""
+    if job.cancel():
+        return work(*args)
+    return job.result()
 
 
 def _label_filename(well: str, site: int, z: int, t: int) -> str:

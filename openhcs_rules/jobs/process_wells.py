@@ -20,47 +20,56 @@ import hashlib
 import json
 import logging
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from openhcs_rules.core.files import atomic_write_text, remove_stale_temps
 from openhcs_rules.errors import OpenHCSError
+from openhcs_rules.io.base import StorageBackend
 from openhcs_rules.io.well_folder import WellFolder
 from openhcs_rules.jobs.options import WellJobOptions
-from openhcs_rules.jobs.process_well import WellJobInputs, run_well
+from openhcs_rules.jobs.process_well import WellInProgress, WellJobInputs, begin_well, finish_well
 from openhcs_rules.plate.chunks import wells_in_chunk
 from openhcs_rules.plate.model import PlateStructure
-from openhcs_rules.progress.well_events import WellEvents
+from openhcs_rules.progress.well_events import WellEvents, WellOutcome
 
 log = logging.getLogger(__name__)
 
 
-#: a job with at least this many fields (wells x sites) writes their NGFF metadata itself. ome-zarr-py's
-#: writer costs a job ~0.6 s to import and each field's metadata ~25 ms; written here, it is spread over
-#: the plate's parallel well jobs instead of adding to the one assembly job (52 s of a 1536-well plate's
-#: assembly), and below this size the import would cost more than it saves.
-FIELD_METADATA_MIN_FIELDS = 32
+#: a job with at least this many fields (wells x sites) writes their NGFF metadata itself, in its background
+#: writer: spread over the plate's parallel well jobs and overlapping their processing instead of adding to
+#: the one assembly job (52 s of a 1536-well plate's assembly). Every job does, since the metadata is written
+#: without ome-zarr-py (whose import, ~0.6 s, made it a loss below 32 fields); a huge value leaves it to assembly.
+FIELD_METADATA_MIN_FIELDS = 1
 
 
 class WellsFailed(OpenHCSError):
     """Some wells of a chunk failed; the others were processed and are kept."""
 
 
-def well_run_key(plate_json: str | Path, pipeline_path: str | Path, options: WellJobOptions) -> str:
-    """The run key of a well processed with these inputs and options (every option the key covers)."""
+def well_run_key(plate_json: str | Path | bytes, pipeline_path: str | Path, options: WellJobOptions) -> str:
+    """The run key of a well processed with these inputs and options (every option the key covers).
+
+    ``plate_json``: the file, or its bytes when the caller has read them already (the job parses them too).
+    """
     return run_key([plate_json, pipeline_path, *options.key_files()], options.key_values())
 
 
-def run_key(files: list[str | Path | None], options: dict[str, Any]) -> str:
-    """A digest of the inputs' bytes and the options: equal keys mean a well's result would be the same."""
+def run_key(files: list[str | Path | bytes | None], options: dict[str, Any]) -> str:
+    """A digest of the inputs' bytes (a file, or bytes already read) and the options: equal keys mean a
+    well's result would be the same."""
     digest = hashlib.sha256()
-    for path in files:
-        if path is None:
+    for item in files:
+        if item is None:
             digest.update(b"<none>")
             continue
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
+        if isinstance(item, bytes):
+            digest.update(item)
+        else:
+            with open(item, "rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
         digest.update(b"\0")
     digest.update(json.dumps(options, sort_keys=True, default=str).encode())
     return digest.hexdigest()[:32]
@@ -130,9 +139,10 @@ def process_wells(
     (``illumination, nuclei_channel, gpu, ...``) or by name.
     """
     options = WellJobOptions.of(options, *values, **fields)
-    plate = PlateStructure.load_json(plate_json)
+    plate_bytes = Path(plate_json).read_bytes()  # read once: parsed here and covered by the run key
+    plate = PlateStructure.from_dict(json.loads(plate_bytes))
     wells = wells_in_chunk(plate.well_names, chunk)
-    key = well_run_key(plate_json, pipeline_path, options)
+    key = well_run_key(plate_bytes, pipeline_path, options)
     folders = {w: WellFolder(Path(wells_dir) / w, options.backend) for w in wells}
     todo = [w for w in wells if not folders[w].is_done(key)]
     events = WellEvents.from_env(plate.name)  # for the execution server; without one, nothing is written
@@ -142,16 +152,11 @@ def process_wells(
             events.skipped(well)
     failures: dict[str, str] = {}
     if todo:
-        inputs = WellJobInputs.load(plate_json, pipeline_path, options, plate)
+        # the first well's first site is read while the job loads its pipeline and profiles
+        inputs = WellJobInputs.load(plate_json, pipeline_path, options, plate, first_well=todo[0])
         inputs.describe_fields = sum(len(plate.wells[w].sites) for w in todo) >= FIELD_METADATA_MIN_FIELDS
         try:
-            for well in todo:
-                try:
-                    with events.well(well) as outcome:
-                        outcome.summary = run_well(inputs, well, folders[well].path, {"run_key": key})
-                except Exception as exc:  # noqa: BLE001 - one bad well must not stop the chunk's other wells
-                    log.exception("%s %s failed", plate.name, well)
-                    failures[well] = f"{type(exc).__name__}: {exc}"
+            failures = run_wells(inputs, todo, {w: folders[w].path for w in todo}, {"run_key": key}, events)
         finally:
             inputs.close()
     failed_record = failures_path(manifest)
@@ -170,6 +175,78 @@ def process_wells(
     atomic_write_text(manifest, json.dumps(result, indent=1))
     failed_record.unlink(missing_ok=True)
     return result
+
+
+def saves_wells_elsewhere(backend: StorageBackend) -> bool:
+    """True for a backend that copies each finished well to a server, False for local folders."""
+    return type(backend).save_well is not StorageBackend.save_well
+
+
+def run_wells(
+    inputs: WellJobInputs,
+    wells: list[str],
+    out_dirs: dict[str, Path],
+    extra_summary: dict[str, Any],
+    events: WellEvents,
+) -> dict[str, str]:
+    """Process ``wells`` in order, each into its folder of ``out_dirs``; return the failed ones with why.
+
+    A well's end (waiting for its last image writes, objects.csv, summary.json) runs in a background thread
+    while the next well is processed, and the next well's first site is read during the last site of the one
+    before: the job waits for writes at its very end only, not at every well's. With a backend that saves
+    each well to a server, every well ends before the next begins, as its connection serves one thread at
+    a time. The well events are emitted by that thread, in order: a well's ``well_started`` follows the
+    ``well_finished`` of the one before (its seconds count from there), so two wells' events never interleave.
+    One failed well does not stop the others.
+    """
+    plate = inputs.plate
+    overlap = not saves_wells_elsewhere(inputs.backend)
+    errors: dict[str, Future[str | None]] = {}
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="finish") as finisher:
+        for index, well in enumerate(wells):
+            scope = events.well(well)
+            entered = finisher.submit(scope.__enter__)
+            upcoming = wells[index + 1] if overlap and index + 1 < len(wells) else None
+            try:
+                progress = begin_well(inputs, well, out_dirs[well], next_well=upcoming)
+            except BaseException as exc:
+                finisher.submit(_leave, scope, entered, exc)
+                if not isinstance(exc, Exception):
+                    raise
+                log.exception("%s %s failed", plate.name, well)
+                errors[well] = finisher.submit(_reason, exc)
+                continue
+            errors[well] = finisher.submit(_finish, progress, extra_summary, scope, entered)
+            if not overlap:
+                errors[well].result()
+    return {well: reason for well, job in errors.items() if (reason := job.result()) is not None}
+
+
+def _finish(
+    progress: WellInProgress, extra_summary: dict[str, Any], scope: Any, entered: Future[WellOutcome]
+) -> str | None:
+    """Finish a begun well in the finishing thread and close its events' scope; its failure's text or None."""
+    outcome = entered.result()
+    try:
+        outcome.summary = finish_well(progress, extra_summary)
+    except BaseException as exc:
+        _leave(scope, entered, exc)
+        if not isinstance(exc, Exception):
+            raise
+        log.error("%s %s failed", progress.inputs.plate.name, progress.well, exc_info=exc)
+        return _reason(exc)
+    scope.__exit__(None, None, None)
+    return None
+
+
+def _leave(scope: Any, entered: Future[WellOutcome], error: BaseException) -> None:
+    """Close a well's events' scope with its error (``well_failed``), once its ``well_started`` is out."""
+    entered.result()
+    scope.__exit__(type(error), error, error.__traceback__)
+
+
+def _reason(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"
 
 
 def failures_path(manifest: str | Path) -> Path:
