@@ -1,16 +1,20 @@
 """Benchmark: planning big screens, submissions per plate, and Snakemake's cost per job.
 
-1. `snakemake -n` wall time and peak memory for 1, 10 and 100 plates of 384 wells (and one 1536-well
-   plate). Plate structures are synthetic `plate.json` files (no pixels), as the discover checkpoint
+1. `snakemake -n` wall time and peak memory for 1, 10, 100 and 1,000 plates of 384 wells (and one
+   1536-well plate), each the median (and min-max) of ``BENCH_REPEATS`` (default 3) plans of one screen
+   folder. Plate structures are synthetic `plate.json` files (no pixels), as the discover checkpoint
    leaves them, so the plan covers every well job.
-   Each plan is made twice: with the default `wells_per_job: auto` (a plate in at most 16 jobs) and
-   with one job per well (`wells_per_job: 1`, the baseline).
+   Each plan is made with the default `wells_per_job: auto` (a plate in at most 16 jobs) and, up to 100
+   plates, with one job per well (`wells_per_job: 1`, the baseline; 384,000 jobs at 1,000 plates would
+   take most of an hour to plan).
 2. Scheduler submissions per 384-well plate, read off the plan's job counts: discover + flat field +
    assemble, plus one per well job (every job is one submission under the cluster profiles).
    tests/test_cluster.py checks this against a real Slurm (3 wells, 2 per job -> 2 well submissions).
 3. Snakemake's overhead per job: 48 trivial `shell: "true"` jobs, --cores 2, wall time per job.
+4. Discovery of a 1536-well ImageXpress plate with 9 sites x 5 channels (69,120 files): bench/discovery.py
+   (``--skip-discovery`` leaves it out).
 
-Baselines for (1): one job per well, and the goal of 30 s for 100 x 384 wells on this 2-core machine.
+Goals (issue #15): 1,000 x 384 wells planned in under 30 s and 1 GB; that discovery in under 10 s.
 Run: python bench/scale.py            (or --run-1536 / --run-100x384 to really run such a screen instead;
      BENCH_CORES sets --cores, default all cores)
 """
@@ -21,6 +25,7 @@ import json
 import os
 import re
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -68,6 +73,16 @@ def make_screen(folder: Path, plates: int, wells_per_plate: int, wells_per_job: 
     return config
 
 
+def timed_dry_runs(folder: Path, config: Path, repeats: int) -> tuple[list[float], list[float], dict[str, int]]:
+    """Wall s and peak MB of ``repeats`` plans of one screen folder, and the planned jobs per rule."""
+    walls, peaks, counts = [], [], {}
+    for _ in range(repeats):
+        wall, peak, counts = timed_dry_run(folder, config)
+        walls.append(wall)
+        peaks.append(peak)
+    return walls, peaks, counts
+
+
 def timed_dry_run(folder: Path, config: Path) -> tuple[float, float, dict[str, int]]:
     """(wall s, peak RSS MB of snakemake, planned jobs per rule and 'total') for `snakemake -n`."""
     command = [
@@ -88,6 +103,13 @@ def timed_dry_run(folder: Path, config: Path) -> tuple[float, float, dict[str, i
         if len(parts) == 2 and parts[1].isdigit():
             counts[parts[0]] = int(parts[1])
     return wall, peak_kb / 1024, counts
+
+
+def measure_discovery() -> dict[str, float]:
+    """bench/discovery.py's figures for the 1536-well, 9-site, 5-channel plate (its table printed here too)."""
+    from discovery import measure
+
+    return measure(1536, 9, 5, int(os.environ.get("BENCH_REPEATS", "3")))
 
 
 def per_job_overhead(jobs: int = 48) -> float:
@@ -182,14 +204,16 @@ def main() -> None:
                 )
                 print(json.dumps({f"{key}_{plates}x{wells}": value for key, value in result.items()}), flush=True)
             return
+    repeats = int(os.environ.get("BENCH_REPEATS", "3"))
     rows = []
-    for plates, wells in ((1, 384), (10, 384), (100, 384), (1, 1536)):
-        for wells_per_job in ("auto", 1):
+    for plates, wells in ((1, 384), (10, 384), (100, 384), (1000, 384), (1, 1536)):
+        for wells_per_job in ("auto", 1) if plates <= 100 else ("auto",):
             with tempfile.TemporaryDirectory() as tmp:
                 config = make_screen(Path(tmp), plates, wells, wells_per_job)
-                wall, peak, counts = timed_dry_run(Path(tmp), config)
-            rows.append((plates, wells, wells_per_job, counts, wall, peak))
+                walls, peaks, counts = timed_dry_runs(Path(tmp), config, repeats)
+            rows.append((plates, wells, wells_per_job, counts, walls, peaks))
     overhead = per_job_overhead()
+    discovery = {} if "--skip-discovery" in sys.argv else measure_discovery()
 
     def row(plates: int, wells: int, wells_per_job: int | str) -> tuple:
         return next(r for r in rows if r[:3] == (plates, wells, wells_per_job))
@@ -199,13 +223,29 @@ def main() -> None:
         # plate.json already exists here, so discovery is not planned; a fresh screen runs it once per plate
         return (counts["total"] - counts.get("all", 0)) / plates + (0 if "discover" in counts else 1)
 
-    print(f"{'plates':>6} {'wells/plate':>11} {'wells/job':>9} {'jobs planned':>12} {'dry-run s':>10} {'peak MB':>8}")
-    for plates, wells, wells_per_job, counts, wall, peak in rows:
-        print(f"{plates:6d} {wells:11d} {wells_per_job!s:>9} {counts['total']:12d} {wall:10.2f} {peak:8.0f}")
-    auto_100, single_100 = row(100, 384, "auto"), row(100, 384, 1)
+    def wall(plates: int, wells: int, wells_per_job: int | str = "auto") -> float:
+        return statistics.median(row(plates, wells, wells_per_job)[4])
+
+    def peak(plates: int, wells: int, wells_per_job: int | str = "auto") -> float:
+        return statistics.median(row(plates, wells, wells_per_job)[5])
+
     print(
-        f"100 x 384 plan: {auto_100[4]:.1f} s with wells_per_job auto, {single_100[4]:.1f} s with one job per well "
-        f"(ratio {auto_100[4] / single_100[4]:.3f}); goal 30 s (ratio {auto_100[4] / 30:.2f})"
+        f"{'plates':>6} {'wells/plate':>11} {'wells/job':>9} {'jobs planned':>12} {'dry-run s':>10} "
+        f"{'min-max s':>13} {'peak MB':>8} {'min-max MB':>11}   ({repeats} plans each)"
+    )
+    for plates, wells, wells_per_job, counts, walls, peaks in rows:
+        print(
+            f"{plates:6d} {wells:11d} {wells_per_job!s:>9} {counts['total']:12d} {statistics.median(walls):10.2f} "
+            f"{f'{min(walls):.2f}-{max(walls):.2f}':>13} {statistics.median(peaks):8.0f} "
+            f"{f'{min(peaks):.0f}-{max(peaks):.0f}':>11}"
+        )
+    print(
+        f"100 x 384 plan: {wall(100, 384):.1f} s with wells_per_job auto, {wall(100, 384, 1):.1f} s with one job per "
+        f"well (ratio {wall(100, 384) / wall(100, 384, 1):.3f})"
+    )
+    print(
+        f"1000 x 384 plan: {wall(1000, 384):.1f} s, {peak(1000, 384):.0f} MB peak; goal 30 s and 1 GB "
+        f"(ratios {wall(1000, 384) / 30:.2f}, {peak(1000, 384) / 1024:.2f})"
     )
     grouped, ungrouped = submissions(1, 384, "auto"), submissions(1, 384, 1)
     print(
@@ -216,16 +256,19 @@ def main() -> None:
     print(
         json.dumps(
             {
-                "plan_s_1x384": round(row(1, 384, "auto")[4], 2),
-                "plan_s_10x384": round(row(10, 384, "auto")[4], 2),
-                "plan_s_100x384": round(auto_100[4], 2),
-                "plan_peak_mb_100x384": round(auto_100[5], 1),
-                "plan_s_100x384_one_job_per_well": round(single_100[4], 2),
-                "plan_peak_mb_100x384_one_job_per_well": round(single_100[5], 1),
-                "plan_s_1x1536": round(row(1, 1536, "auto")[4], 2),
+                "plan_s_1x384": round(wall(1, 384), 2),
+                "plan_s_10x384": round(wall(10, 384), 2),
+                "plan_s_100x384": round(wall(100, 384), 2),
+                "plan_peak_mb_100x384": round(peak(100, 384), 1),
+                "plan_s_100x384_one_job_per_well": round(wall(100, 384, 1), 2),
+                "plan_peak_mb_100x384_one_job_per_well": round(peak(100, 384, 1), 1),
+                "plan_s_1000x384": round(wall(1000, 384), 2),
+                "plan_peak_mb_1000x384": round(peak(1000, 384), 1),
+                "plan_s_1x1536": round(wall(1, 1536), 2),
                 "submissions_per_plate_ungrouped": round(ungrouped),
                 "submissions_per_plate_grouped": round(grouped),
                 "snakemake_overhead_ms_per_trivial_job": round(overhead * 1000, 1),
+                **discovery,
             }
         )
     )

@@ -28,12 +28,13 @@ step can still learn the site layout), and the planes of one stack for the z ste
 from __future__ import annotations
 
 import csv
+import functools
 import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from openhcs_rules.errors import FormatError, ImageReadError
 from openhcs_rules.formats.base import FormatHandler, get_tiff_page, open_tiff
@@ -72,8 +73,12 @@ class ImageXpressName:
     thumbnail: bool
 
 
+@functools.lru_cache(maxsize=4096)
 def well_fits_plate(well: str) -> bool:
-    """True when ``well`` names a well of a plate of at most :data:`MAX_PLATE_LAYOUT` (A01..AF48)."""
+    """True when ``well`` names a well of a plate of at most :data:`MAX_PLATE_LAYOUT` (A01..AF48).
+
+    Cached: a plate has at most 1,536 well names but up to 10^6 files naming them.
+    """
     try:
         row, column = parse_well_name(well)
     except ValueError:
@@ -252,9 +257,13 @@ def _entries(folder: Path) -> list[os.DirEntry[str]]:
         return []
 
 
-def _numbered_subfolders(folder: Path, pattern: re.Pattern[str]) -> list[tuple[int, Path]]:
+def _numbered_subfolders(
+    folder: Path, pattern: re.Pattern[str], entries: list[os.DirEntry[str]] | None = None
+) -> list[tuple[int, Path]]:
+    """(N, folder) of the subfolders named like ``pattern``, from ``entries`` when the caller has listed
+    ``folder`` already (a timepoint folder of a big plate holds 10^5 files: listed once, not twice)."""
     found = []
-    for entry in _entries(folder):
+    for entry in _entries(folder) if entries is None else entries:
         match = pattern.match(entry.name)
         if match and entry.is_dir():
             found.append((int(match.group(1)), Path(entry.path)))
@@ -394,11 +403,14 @@ def _find_htd(image_root: Path, timepoint_folders: list[Path], warnings: list[st
 
 
 # -- scanning ------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class _Found:
-    """One image file found on disk, before z/t are turned into 1-based indices."""
+class _Found(NamedTuple):
+    """One image file found on disk, before z/t are turned into 1-based indices.
 
-    path: Path
+    A NamedTuple with the DirEntry's path string: one is made per file, and a frozen dataclass holding a
+    Path costs more than the rest of discovery at 10^5 files.
+    """
+
+    path: str
     name: ImageXpressName
     t_rank: int
     z_number: int | None  # the M of ZStep_M, None for files directly in the timepoint folder
@@ -414,11 +426,14 @@ class _Scan:
     has_zsteps: bool = False
 
 
-def _tiff_files(folder: Path, scan: _Scan) -> list[tuple[Path, ImageXpressName]]:
-    """ImageXpress images directly in ``folder``; thumbnails are counted and skipped."""
+def _tiff_files(
+    folder: Path, scan: _Scan, entries: list[os.DirEntry[str]] | None = None
+) -> list[tuple[str, ImageXpressName]]:
+    """ImageXpress images directly in ``folder`` (or in its listing ``entries``); thumbnails are counted and
+    skipped. Names only: ``is_file`` comes from the directory listing on Linux (no stat per file)."""
     images = []
-    for entry in _entries(folder):
-        if not entry.is_file() or not entry.name.lower().endswith((".tif", ".tiff")):
+    for entry in _entries(folder) if entries is None else entries:
+        if not entry.name.lower().endswith((".tif", ".tiff")) or not entry.is_file():
             continue
         parsed = parse_imagexpress_filename(entry.name)
         if parsed is None:
@@ -426,11 +441,11 @@ def _tiff_files(folder: Path, scan: _Scan) -> list[tuple[Path, ImageXpressName]]
         elif parsed.thumbnail:
             scan.thumbnails += 1
         else:
-            images.append((Path(entry.path), parsed))
+            images.append((entry.path, parsed))
     return images
 
 
-def _plane_info(path: Path) -> dict[str, Any]:
+def _plane_info(path: str | Path) -> dict[str, Any]:
     """MetaSeries ``PlaneInfo`` of a TIFF ({} when the file has none)."""
     with open_tiff(path) as tif:
         try:
@@ -441,17 +456,17 @@ def _plane_info(path: Path) -> dict[str, Any]:
 
 
 def _channel_samples_by_key(
-    files: list[tuple[Path, ImageXpressName]],
-) -> dict[int, tuple[Path, tuple[str, int, int]]]:
+    files: list[tuple[str, ImageXpressName]],
+) -> dict[int, tuple[str, tuple[str, int, int]]]:
     """The first file of each channel and its (well, site, channel)."""
-    samples: dict[int, tuple[Path, tuple[str, int, int]]] = {}
+    samples: dict[int, tuple[str, tuple[str, int, int]]] = {}
     for path, parsed in files:
         samples.setdefault(parsed.channel, (path, (parsed.well, parsed.site, parsed.channel)))
     return samples
 
 
 def _is_projection_folder(
-    zero_files: list[tuple[Path, ImageXpressName]], next_files: list[tuple[Path, ImageXpressName]]
+    zero_files: list[tuple[str, ImageXpressName]], next_files: list[tuple[str, ImageXpressName]]
 ) -> bool:
     """Does ZStep_0 hold projections rather than the first plane?
 
@@ -472,8 +487,9 @@ def _is_projection_folder(
 
 
 def _scan_timepoint(folder: Path, t_rank: int, scan: _Scan) -> None:
-    top = _tiff_files(folder, scan)
-    zsteps = _numbered_subfolders(folder, _ZSTEP_RE)
+    entries = _entries(folder)  # once: its images and its ZStep folders
+    top = _tiff_files(folder, scan, entries)
+    zsteps = _numbered_subfolders(folder, _ZSTEP_RE, entries)
     if not zsteps:
         scan.planes += [_Found(p, n, t_rank, None) for p, n in top]
         return
@@ -506,15 +522,38 @@ def _promote_projection_only_channels(scan: _Scan, warnings: list[str]) -> list[
     return list(promoted.values())
 
 
+def _relative(root: Path, path: str, prefix: str | None = None) -> str:
+    """``path`` (a DirEntry path under ``root``) relative to ``root``, POSIX-style; a string operation, since
+    ``Path.relative_to`` per file costs more than listing the folder. ``prefix``: ``_root_prefix(root)``,
+    computed once by callers that convert many paths."""
+    prefix = _root_prefix(root) if prefix is None else prefix
+    if path.startswith(prefix) and os.sep == "/":
+        return path[len(prefix) :]
+    return Path(path).relative_to(root).as_posix()
+
+
+def _root_prefix(root: Path) -> str:
+    """``root`` with one trailing separator: what every DirEntry path below it starts with."""
+    return os.path.join(str(root), "")
+
+
+def _key_order(image: ImageStructure) -> tuple[str, int, int, int, int]:
+    """The order of ImageKey (well name, site, channel, z, t) as a plain tuple: sorts 10^5 images far
+    faster than the dataclass's own comparisons."""
+    key = image.key
+    return key.well, key.site, key.channel, key.z, key.t
+
+
 def _to_images(
     root: Path, planes: list[_Found], promoted: list[_Found]
-) -> tuple[list[ImageStructure], dict[ImageKey, Path]]:
+) -> tuple[list[ImageStructure], dict[ImageKey, str]]:
     """Turn found files into ImageStructures; z from the sorted ZStep numbers, promoted files at z=1."""
     z_rank = {
         number: rank for rank, number in enumerate(sorted({f.z_number for f in planes if f.z_number is not None}), 1)
     }
     images: list[ImageStructure] = []
-    paths: dict[ImageKey, Path] = {}
+    paths: dict[ImageKey, str] = {}
+    prefix = _root_prefix(root)
     for found in [*planes, *promoted]:
         z = z_rank[found.z_number] if found.z_number is not None else 1
         key = ImageKey(found.name.well, found.name.site, found.name.channel, z, found.t_rank)
@@ -525,24 +564,24 @@ def _to_images(
                 "prefixes mean different plates): move one plate's files to its own folder"
             )
         paths[key] = found.path
-        images.append(ImageStructure(key, found.path.relative_to(root).as_posix()))
+        images.append(ImageStructure(key, _relative(root, found.path, prefix)))
     return images, paths
 
 
 # -- metadata from TIFF tags ------------------------------------------------------------------------------
 @dataclass
 class _ChannelSample:
-    path: Path
+    path: str
     info: dict[str, Any]
     shape: tuple[int, int]
     dtype: str
     from_zstep: bool
 
 
-def _sample_channel(path: Path, from_zstep: bool) -> _ChannelSample:
+def _sample_channel(path: str, from_zstep: bool) -> _ChannelSample:
     """Tags, shape and dtype of one file, opened once."""
     with open_tiff(path) as tif:
-        page = get_tiff_page(tif, path)
+        page = get_tiff_page(tif, Path(path))
         shape = tuple(n for n in page.shape if n != 1)
         dtype = str(page.dtype)
         try:
@@ -591,11 +630,14 @@ def _channel_infos(samples: dict[int, _ChannelSample], htd: HTDFile | None, warn
 
 
 def _read_stage_positions(
-    images: list[ImageStructure], paths: dict[ImageKey, Path], warnings: list[str]
+    images: list[ImageStructure], paths: dict[ImageKey, str], warnings: list[str]
 ) -> tuple[list[ImageStructure], str]:
-    """Attach stage positions (um), read from one file per (well, site) and shared by its planes."""
+    """Attach stage positions (um), read from one file per (well, site) and shared by its planes.
+
+    ``images`` in key order (see :func:`_key_order`); planes without a position are kept as they are.
+    """
     first: dict[tuple[str, int], ImageKey] = {}
-    for image in sorted(images, key=lambda i: i.key):
+    for image in images:
         first.setdefault((image.key.well, image.key.site), image.key)
     scope = "all sites"
     if len(first) > STAGE_POSITION_SITE_LIMIT:
@@ -612,14 +654,22 @@ def _read_stage_positions(
         x, y = info.get("stage-position-x"), info.get("stage-position-y")
         if isinstance(x, int | float) and isinstance(y, int | float):
             positions[site_key] = (float(x), float(y))
-    updated = [ImageStructure(i.key, i.source, i.index, positions.get((i.key.well, i.key.site))) for i in images]
+    updated = [
+        ImageStructure(i.key, i.source, i.index, position)
+        if (position := positions.get((i.key.well, i.key.site))) is not None
+        else i
+        for i in images
+    ]
     return updated, scope
 
 
-def _z_step_um(images: list[ImageStructure], paths: dict[ImageKey, Path], skip: set[int]) -> float | None:
-    """Mean distance between consecutive planes of the first stack of the first real z-stack channel."""
+def _z_step_um(images: list[ImageStructure], paths: dict[ImageKey, str], skip: set[int]) -> float | None:
+    """Mean distance between consecutive planes of the first stack of the first real z-stack channel
+    (``images`` in key order)."""
+    if len({image.key.z for image in images}) < 2:
+        return None  # no stacks (most screens): not worth grouping 10^5 planes to find none
     stacks: dict[tuple[str, int, int, int], list[ImageKey]] = {}
-    for image in sorted(images, key=lambda i: i.key):
+    for image in images:
         if image.key.channel not in skip:
             k = image.key
             stacks.setdefault((k.well, k.site, k.channel, k.t), []).append(k)
@@ -719,12 +769,13 @@ class ImageXpressHandler(FormatHandler):
         image_root: Path,
         plate_name: str | None,
         images: list[ImageStructure],
-        paths: dict[ImageKey, Path],
+        paths: dict[ImageKey, str],
         scan: _Scan,
         htd: HTDFile | None,
         warnings: list[str],
     ) -> PlateStructure:
         metadata: dict[str, Any] = {"image_root": image_root.relative_to(root).as_posix()}
+        images = sorted(images, key=_key_order)  # once, for the helpers that take the first plane of a group
         samples = self._channel_samples(images, paths, scan)
         channels = _channel_infos(samples, htd, warnings)
         first = samples[min(samples)]
@@ -759,17 +810,17 @@ class ImageXpressHandler(FormatHandler):
             plate.metadata["htd_file"] = htd.path.relative_to(root).as_posix()
             plate.metadata["htd"] = htd.entries
             _compare_with_htd(htd, plate, warnings)
-        plate.metadata["file_prefixes"] = sorted({n.prefix for _, n in _names(scan)})
+        plate.metadata["file_prefixes"] = sorted({f.name.prefix for f in [*scan.planes, *scan.projections]})
         return plate
 
     @staticmethod
     def _channel_samples(
-        images: list[ImageStructure], paths: dict[ImageKey, Path], scan: _Scan
+        images: list[ImageStructure], paths: dict[ImageKey, str], scan: _Scan
     ) -> dict[int, _ChannelSample]:
-        """Open the first file of each channel (in key order) once for tags, shape and dtype."""
+        """Open the first file of each channel (``images`` in key order) once for tags, shape and dtype."""
         zstep_files = {f.path for f in scan.planes if f.z_number is not None}
         samples: dict[int, _ChannelSample] = {}
-        for image in sorted(images, key=lambda i: i.key):
+        for image in images:
             if image.key.channel not in samples:
                 path = paths[image.key]
                 samples[image.key.channel] = _sample_channel(path, path in zstep_files)
@@ -802,7 +853,7 @@ class ImageXpressHandler(FormatHandler):
     @staticmethod
     def _report_skipped(root: Path, scan: _Scan, plate: PlateStructure) -> None:
         if scan.projections:
-            rel = sorted(f.path.relative_to(root).as_posix() for f in scan.projections)
+            rel = sorted(_relative(root, f.path) for f in scan.projections)
             folders = sorted({p.relative_to(root).as_posix() or "." for p in scan.projection_folders})
             plate.metadata["projections_skipped"] = {
                 "count": len(rel),
@@ -821,7 +872,3 @@ class ImageXpressHandler(FormatHandler):
                 f"{len(rel)} TIFF file(s) do not follow the ImageXpress naming '<prefix>_<well>_s<site>_w<ch>"
                 f".tif' and were ignored, e.g. {', '.join(rel[:_EXAMPLES])}"
             )
-
-
-def _names(scan: _Scan) -> list[tuple[Path, ImageXpressName]]:
-    return [(f.path, f.name) for f in [*scan.planes, *scan.projections]]

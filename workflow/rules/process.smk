@@ -35,10 +35,10 @@ rule process_wells:
         manifest=f"{OUT}/{{plate}}/chunks/{{chunk}}.json",
     params:
         options=well_job_args,
-        wells_dir=lambda wc: wells_folder(wc.plate),
+        wells_dir=plate_wells_folder,
     threads: SCREEN["resources"]["threads"]
     resources:
-        mem_mb=lambda wc, attempt: SCREEN["resources"]["mem_mb"] * attempt,
+        mem_mb=chunk_mem_mb,
         runtime=chunk_runtime,
         gpu=SCREEN["resources"]["gpu"],
     conda:
