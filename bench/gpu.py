@@ -6,7 +6,9 @@ the numpy path and through the cupy path (after a warm-up call, so cupy's kernel
 counted; the GPU is synchronised before the clock stops), then the whole pipeline per site both ways:
 a first pass over all sites (cupy compiles a kernel per new filter size, and sizes follow each site's
 nucleus diameter) and a second, timed pass; the upload/download of a site's planes; and checks the object
-counts agree.
+counts agree. On cupy the segmentation runs on the device from end to end (region growing instead of scikit-image's
+watershed, the merge of over-split nuclei with array operations: openhcs_rules/functions/segmentation.py, "Memory
+types"); its own time both ways is in the step table and in the JSON line (``segment_s_*``).
 
 Baseline: the numpy path (one CPU core, OMP_NUM_THREADS=1, as a well job runs). Ratio = numpy s / cupy s.
 Without cupy and a CUDA device it says so and exits 0 after the numpy figures.
@@ -142,6 +144,7 @@ def main() -> None:
         ratio = f"{row[NUMPY] / gpu_s:7.1f}" if gpu_s else "      -"
         print(f"{name:34} {row[NUMPY]:9.4f} {gpu_s if gpu_s else float('nan'):9.4f} {ratio}")
     gpu_site = whole.get(CUPY)
+    segment = dict(next((row for name, row in step_rows if name == "segment_nuclei"), {}))
     print(
         f"{'whole pipeline per site':34} {whole[NUMPY]:9.4f} {gpu_site if gpu_site else float('nan'):9.4f} "
         f"{(whole[NUMPY] / gpu_site) if gpu_site else float('nan'):7.1f}"
@@ -165,6 +168,9 @@ def main() -> None:
                 "gpu_speedup_ratio": round(whole[NUMPY] / gpu_site, 2) if gpu_site else None,
                 "site_s_cupy_first_pass": round(first_pass[CUPY], 4) if on_gpu else None,
                 "site_transfer_s": round(transfer_s, 4) if transfer_s is not None else None,
+                "segment_s_numpy": round(segment[NUMPY], 4) if NUMPY in segment else None,
+                "segment_s_cupy": round(segment[CUPY], 4) if CUPY in segment else None,
+                "segment_speedup_ratio": round(segment[NUMPY] / segment[CUPY], 2) if segment.get(CUPY) else None,
                 "objects_numpy": counts[NUMPY],
                 "objects_cupy": counts.get(CUPY),
                 "image_size_px": args.size,

@@ -130,4 +130,7 @@ def flatfield_correct(stack: Any, illumination: Any, dark: float = 0.0) -> Any:
     data = as_float32(stack)
     if dark:
         data = data - xp.float32(dark)
-    return (data / profile[None]).astype(xp.float32)
+    if xp.may_share_memory(data, stack):  # the caller's own float32 pixels (or a view of them): never written to
+        return data / profile[None]
+    # a float32 copy made here (from the camera's uint16, or less the dark level): divided in place
+    return xp.divide(data, profile[None], out=data)
