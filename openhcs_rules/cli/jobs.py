@@ -6,10 +6,12 @@ import argparse
 from typing import Any
 
 from openhcs_rules.config.schema import schema_default
+from openhcs_rules.core.allocator import keep_large_blocks
 from openhcs_rules.jobs.options import WellJobOptions
 
 
 def _cmd_illumination(args: argparse.Namespace) -> int:
+    keep_large_blocks()  # image-sized temporaries reused, not mapped anew (core/allocator.py)
     from openhcs_rules.jobs.illumination import estimate_plate_illumination
     from openhcs_rules.plate.model import PlateStructure
 
@@ -18,6 +20,7 @@ def _cmd_illumination(args: argparse.Namespace) -> int:
 
 
 def _cmd_process_well(args: argparse.Namespace) -> int:
+    keep_large_blocks()  # image-sized temporaries reused, not mapped anew (core/allocator.py)
     from openhcs_rules.jobs.process_well import process_well
 
     options = WellJobOptions.from_args(args)  # the options process-well and process-wells share
@@ -26,6 +29,7 @@ def _cmd_process_well(args: argparse.Namespace) -> int:
 
 
 def _cmd_process_wells(args: argparse.Namespace) -> int:
+    keep_large_blocks()  # image-sized temporaries reused, not mapped anew (core/allocator.py)
     from openhcs_rules.jobs.process_wells import process_wells
 
     options = WellJobOptions.from_args(args)
