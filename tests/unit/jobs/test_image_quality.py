@@ -53,6 +53,17 @@ def test_large_planes_are_scored_on_block_means_and_still_rank_blur():
     assert focus_score(ndi.gaussian_filter(image, 4.0)) < 0.5 * focus_score(image)
 
 
+@pytest.mark.parametrize("shape", [(2048, 2048), (1080, 1280), (1001, 777), (3, 2)])
+def test_the_block_means_are_numpys_reshaped_float32_means_bit_for_bit(shape):
+    """The focus score's 2x2 block means come from strided views; their values are the plain formulation's."""
+    from openhcs_rules.jobs.image_quality import _block_mean_2
+
+    plane = np.random.default_rng(1).random(shape).astype(np.float32) * 4000
+    y, x = shape[0] // 2 * 2, shape[1] // 2 * 2
+    plain = plane[:y, :x].reshape(y // 2, 2, x // 2, 2).mean(axis=(1, 3), dtype=np.float32)
+    assert np.array_equal(_block_mean_2(plane), plain)
+
+
 def test_a_12_bit_camera_in_a_16_bit_file_saturates_at_4095():
     rng = np.random.default_rng(1)
     raw = rng.normal(2000, 600, (100, 100))
