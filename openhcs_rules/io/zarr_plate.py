@@ -101,12 +101,16 @@ def _chunks(shape: tuple[int, ...]) -> tuple[int, ...]:
 FLAT_CHUNK_KEYS = {"name": "default", "separator": "."}
 
 
-#: how pixel chunks are compressed: Blosc (a core zarr v3 codec, read by zarr-python, tensorstore, napari-ome-zarr
-#: and ome-zarr-py) with byte shuffle and zstd at level 1. Camera pixels are mostly noise in their low byte, so
-#: shuffling the bytes first lets a fast level compress better than zarr's default (zstd level 3, unshuffled):
-#: one 2048^2 site of 6 uint16 planes and its labels, 0.18 s and 16.7 MB instead of 0.38 s and 21.2 MB. A well
-#: job compresses every plane it writes, so this is a third of the well's write time.
-PIXEL_COMPRESSION = {"cname": "zstd", "clevel": 1, "shuffle": "shuffle"}
+# how pixel chunks are compressed: Blosc (a core zarr v3 codec, read by zarr-python, tensorstore, napari-ome-zarr
+# and ome-zarr-py) with byte shuffle and zstd at level 1. Camera pixels are mostly noise in their low byte, so
+# shuffling the bytes first lets a fast level compress better than zarr's default (zstd level 3, unshuffled):
+# one 2048^2 site of 6 uint16 planes and its labels, 0.18 s and 16.7 MB instead of 0.38 s and 21.2 MB. A well
+# job compresses every plane it writes, so this is a third of the well's write time.
+def pixel_compressor() -> Any:
+    """The codec every pixel array is written with (see above); zarr imported only when a job writes."""
+    from zarr.codecs import BloscCodec
+
+    return BloscCodec(cname="zstd", clevel=1, shuffle="shuffle")
 
 
 def _write_level(group: Any, level: int, array: np.ndarray, axes: tuple[str, ...]) -> None:
@@ -115,15 +119,13 @@ def _write_level(group: Any, level: int, array: np.ndarray, axes: tuple[str, ...
     ``dimension_names`` equal to the multiscales axes names: NGFF 0.5 requires them on every array, and the
     plate links these very arrays (their zarr.json copied), so the well job is where they must be written.
     """
-    from zarr.codecs import BloscCodec
-
     group.create_array(
         str(level),
         data=array,
         chunks=_chunks(array.shape),
         chunk_key_encoding=FLAT_CHUNK_KEYS,
         dimension_names=axes,
-        compressors=[BloscCodec(**PIXEL_COMPRESSION)],
+        compressors=[pixel_compressor()],
     )
 
 
