@@ -5,7 +5,7 @@ it too, so its parity with the host path (scikit-image's watershed) is tested on
 every step except the two seeded floods (region growing in quantised levels,
 :mod:`openhcs_rules.functions._region_growing`, instead of scikit-image's priority queue) and where the arrays live.
 
-Tolerances, measured on these planes with the default 256 levels (docs/benchmarks.md, last section):
+Tolerances, measured on these planes with the default 256 levels (docs/benchmarks.md, "Segmentation on the device"):
 
 * object counts: the host path's within max(2, 2%) (measured: equal on 5 of the 9 planes, otherwise 1-2 of 60-410
   apart: a boundary moved by a pixel changes a neck width or pass height the merge of over-split pieces reads);
