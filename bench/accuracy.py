@@ -62,10 +62,8 @@ import tifffile  # noqa: E402
 from _paths import REPO  # noqa: E402
 
 from openhcs_rules.demo.realistic_nuclei import empty_field, synthesize_field  # noqa: E402
-from openhcs_rules.functions.background import subtract_background  # noqa: E402
-from openhcs_rules.functions.denoise import denoise  # noqa: E402
 from openhcs_rules.functions.segmentation import segment_nuclei  # noqa: E402
-from openhcs_rules_testkit.accuracy import error_types, match  # noqa: E402
+from openhcs_rules_testkit.accuracy import error_types, match, prepare_for_segmentation  # noqa: E402
 
 DATA = REPO / "tests" / "data" / "nuclei"
 #: (file stem, role): the tuning image was looked at while choosing constants; the held-out one was not.
@@ -101,8 +99,7 @@ def load_baseline(revision: str) -> Callable[..., Any] | None:
 
 def pipeline(segment: Callable[..., Any], image: np.ndarray) -> np.ndarray:
     """The default pipeline's steps for one plane (flat field aside): background, denoise, segment."""
-    stack = denoise(subtract_background(np.asarray(image, dtype=np.float32)[None], radius=50), sigma=0.5)
-    return np.asarray(segment(stack))[0]
+    return np.asarray(segment(prepare_for_segmentation(image)))[0]
 
 
 def spread(values: list[float]) -> str:
@@ -274,7 +271,7 @@ def main() -> None:
 
     # a 2048x2048 camera at ~20x: the same nuclei (24 px) as the 512x512 fields, 16x as many
     site = synthesize_field(0, shape=(2048, 2048), diameter=24.0)
-    stack = denoise(subtract_background(site.image[None], radius=50), sigma=0.5)
+    stack = prepare_for_segmentation(site.image)
     times: dict[str, list[float]] = {}
     for name, segment in versions.items():
         segment(stack)  # warm-up (imports, caches)

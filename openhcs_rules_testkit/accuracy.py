@@ -6,13 +6,40 @@ their IoU > 0.5, which makes the matching one-to-one); mean IoU (over true objec
 best-overlapping predicted object, 0 when missed); foreground area ratio (predicted / true pixels). Error
 types (:func:`error_types`), to show where the count and F1 errors come from: merges / splits / misses /
 false positives.
+
+The planes they segment come through :func:`prepare_for_segmentation` (what the default pipeline does to one
+plane before ``segment_nuclei``), and the demo plate's nuclei through :func:`demo_nuclei_site`, so the accuracy
+tests, the fast-path and device-path tests and the benchmark all segment the same input.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["error_types", "match"]
+__all__ = ["demo_nuclei_site", "error_types", "match", "prepare_for_segmentation"]
+
+
+def prepare_for_segmentation(image: np.ndarray) -> np.ndarray:
+    """The default pipeline's steps before segmentation for one plane (flat field aside, it needs a plate):
+    background subtraction (radius 50) and denoising (sigma 0.5); a ``(1, y, x)`` float32 stack."""
+    from openhcs_rules.functions.background import subtract_background
+    from openhcs_rules.functions.denoise import denoise
+
+    stack = subtract_background(np.asarray(image, dtype=np.float32)[None], radius=50)
+    return np.asarray(denoise(stack, sigma=0.5))
+
+
+def demo_nuclei_site(well: str, site: int) -> np.ndarray:
+    """The demo plate's nuclei plane of ``well``/``site`` at 1024 px as the pipeline sees it before
+    segmentation (flat field, background radius 100): nuclei big enough to be declumped at half resolution and
+    redrawn at full resolution. A ``(1, y, x)`` float32 stack."""
+    from openhcs_rules.demo.synthetic import synthesize_site
+    from openhcs_rules.functions.background import subtract_background
+    from openhcs_rules.functions.illumination import flatfield_correct
+
+    data = synthesize_site(well, site, shape=(1024, 1024), channels=1, z_planes=3)
+    stack = flatfield_correct(data.images[0], np.ones((1024, 1024), dtype=np.float32))
+    return np.asarray(subtract_background(stack[1:2], radius=100))
 
 
 def _overlaps(truth: np.ndarray, predicted: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -13,18 +13,15 @@ import scipy.ndimage as ndi
 import tifffile
 
 from openhcs_rules.demo.realistic_nuclei import empty_field, synthesize_field
-from openhcs_rules.functions.background import subtract_background
-from openhcs_rules.functions.denoise import denoise
 from openhcs_rules.functions.segmentation import count_objects, segment_nuclei
-from openhcs_rules_testkit.accuracy import error_types, match
+from openhcs_rules_testkit.accuracy import error_types, match, prepare_for_segmentation
 from openhcs_rules_testkit.paths import TEST_DATA
 
 DATA = TEST_DATA / "nuclei"
 
 
 def pipeline_labels(image: np.ndarray) -> np.ndarray:
-    stack = denoise(subtract_background(np.asarray(image, dtype=np.float32)[None], radius=50), sigma=0.5)
-    return segment_nuclei(stack)[0]
+    return segment_nuclei(prepare_for_segmentation(image))[0]
 
 
 def real(stem: str) -> tuple[np.ndarray, np.ndarray]:

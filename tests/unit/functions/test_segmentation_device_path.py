@@ -33,13 +33,10 @@ from skimage.segmentation import watershed
 
 from openhcs_rules.core.arrays import CUPY, gpu_available, memory_type_of, to_memory, to_numpy
 from openhcs_rules.demo.realistic_nuclei import empty_field, synthesize_field
-from openhcs_rules.demo.synthetic import synthesize_site
 from openhcs_rules.functions import segmentation
 from openhcs_rules.functions._region_growing import grow_regions
-from openhcs_rules.functions.background import subtract_background
-from openhcs_rules.functions.denoise import denoise
-from openhcs_rules.functions.illumination import flatfield_correct
-from openhcs_rules_testkit.accuracy import match
+from openhcs_rules_testkit.accuracy import demo_nuclei_site, match
+from openhcs_rules_testkit.accuracy import prepare_for_segmentation as prepared
 from openhcs_rules_testkit.paths import TEST_DATA
 
 
@@ -119,18 +116,6 @@ def test_ties_go_to_the_larger_label_and_nothing_without_a_mask() -> None:
 
 
 # ---------------------------------------------------------------------------------- device path vs host
-def prepared(image: np.ndarray) -> np.ndarray:
-    """What the default pipeline does to a plane before segmentation (flat field aside)."""
-    return np.asarray(denoise(subtract_background(np.asarray(image, dtype=np.float32)[None], radius=50), sigma=0.5))
-
-
-def demo_site(well: str, site: int) -> np.ndarray:
-    """The demo plate's nuclei at 1024 px: declumping at half resolution, boundaries redrawn at full resolution."""
-    data = synthesize_site(well, site, shape=(1024, 1024), channels=1, z_planes=3)
-    stack = flatfield_correct(data.images[0], np.ones((1024, 1024), dtype=np.float32))
-    return np.asarray(subtract_background(stack[1:2], radius=100))
-
-
 def real_image(stem: str) -> np.ndarray:
     path = TEST_DATA / "nuclei" / f"{stem}_image.tif"
     if not path.exists():
@@ -144,8 +129,8 @@ PLANES: dict[str, Callable[[], np.ndarray]] = {
     "crowded 1024": lambda: prepared(synthesize_field(3, shape=(1024, 1024), diameter=20.0).image),
     "real img2d": partial(real_image, "dsb2018_stardist_img2d"),
     "real test256": partial(real_image, "dsb2018_stardist_test256"),
-    "demo site B02 s1": partial(demo_site, "B02", 1),
-    "demo site C03 s2": partial(demo_site, "C03", 2),
+    "demo site B02 s1": partial(demo_nuclei_site, "B02", 1),
+    "demo site C03 s2": partial(demo_nuclei_site, "C03", 2),
 }
 
 
