@@ -837,10 +837,10 @@ def _segment_plane(
     if size is None:
         return empty
 
-    if device_path:
-        labels = _split_on_device(plane, mask, size, level) if split_touching else ndi.label(mask)[0]
+    if split_touching:
+        labels = _split_touching(plane, mask, size, level, device_path)
     else:
-        labels = _split_on_host(plane, mask, size, level, split_touching)
+        labels = ndi.label(mask if device_path else to_numpy(mask))[0]
     if adaptive:
         # the peak of an object is read on a copy smoothed at 1/8 of the nucleus diameter, so that one bright
         # chromatin spot does not stand for the whole nucleus
@@ -861,39 +861,26 @@ def _segment_plane(
     return new_ids[labels]
 
 
-def _split_on_host(plane: Any, mask: Any, size: float, level: float, split_touching: bool) -> np.ndarray:
-    """Labels (host) of the detected mask, touching nuclei split (module docstring, 5-6): the host path."""
-    host_mask = to_numpy(mask)
-    if not split_touching:
-        import scipy.ndimage as sndi
+def _split_touching(plane: Any, mask: Any, size: float, level: float, device_path: bool) -> Any:
+    """Labels of the detected mask with touching nuclei split (module docstring, 5-6).
 
-        labels, _ = sndi.label(host_mask)
-        return labels
+    Host path: scikit-image's watershed and the merge on host arrays, labels on the host. Device path: region
+    growing for both floods and the merge with array operations, in the plane's memory ("Memory types").
+    """
+    declump = _declump_on_device if device_path else _declump
+    out_mask = mask if device_path else to_numpy(mask)
     factor = max(1, int(size // WORKING_DIAMETER))
     if factor == 1:
-        labels, _, _ = _declump(plane, mask, size / 2.0, level)
+        labels, _, _ = declump(plane, mask, size / 2.0, level)
         return labels
     work = block_mean(plane, factor)
     work_mask = _fill_holes(block_mean(mask, factor) >= 0.5)
-    work_labels, landscape, band = _declump(work, work_mask, size / factor / 2.0, level)
-    if band.any():
-        host_mask = _without_bands(host_mask, band, factor)
-    return _to_full_resolution(work_labels, landscape, host_mask, factor)
-
-
-def _split_on_device(plane: Any, mask: Any, size: float, level: float) -> Any:
-    """:func:`_split_on_host` in the plane's memory: region growing for both floods, the merge with array
-    operations (module docstring, "Memory types")."""
-    factor = max(1, int(size // WORKING_DIAMETER))
-    if factor == 1:
-        labels, _, _ = _declump_on_device(plane, mask, size / 2.0, level)
-        return labels
-    work = block_mean(plane, factor)
-    work_mask = _fill_holes(block_mean(mask, factor) >= 0.5)
-    work_labels, landscape, band = _declump_on_device(work, work_mask, size / factor / 2.0, level)
+    work_labels, landscape, band = declump(work, work_mask, size / factor / 2.0, level)
     if bool(band.any()):
-        mask = _without_bands(mask, band, factor)
-    return _to_full_resolution(work_labels, landscape, mask, factor, flood=grow_regions)
+        out_mask = _without_bands(out_mask, band, factor)
+    if device_path:
+        return _to_full_resolution(work_labels, landscape, out_mask, factor, flood=grow_regions)
+    return _to_full_resolution(work_labels, landscape, out_mask, factor)
 
 
 def segment_nuclei(
