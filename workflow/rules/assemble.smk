@@ -47,7 +47,7 @@ rule assemble_plate:
             labels={"plate": "{plate}", "figure": "objects per site heatmap"},
         ),
     params:
-        wells_dir=lambda wc: f"{OUT}/{wc.plate}/wells",
+        wells_dir=plate_wells_folder,
         out_dir=lambda wc: f"{OUT}/{wc.plate}",
         backend=BACKEND,
         platemap=lambda wc: " ".join(f"--platemap {shlex.quote(path)}" for path in platemap_input(wc)),
