@@ -342,7 +342,7 @@ class WellJobInputs:
         if first_well is not None and first_well in plate.wells and plate.wells[first_well].sites:
             reader.prefetch(first_well, plate.wells[first_well].sites[0])
         try:
-            return cls._load(plate, pipeline_path, options, storage, reader)
+            return cls._load(plate, names, pipeline_path, options, storage, reader)
         except BaseException:
             reader.close()
             storage.close()
@@ -352,6 +352,7 @@ class WellJobInputs:
     def _load(
         cls,
         plate: PlateStructure,
+        channel_names: dict[int, str],
         pipeline_path: str | Path,
         options: WellJobOptions,
         storage: StorageBackend,
@@ -366,7 +367,7 @@ class WellJobInputs:
 
             select_device()
         context = RunContext(
-            channel_names={i: plate.channel(i).name for i in plate.channel_indices},
+            channel_names=channel_names,
             memory_type=memory_type,
             illumination=load_illumination(options.illumination) if options.illumination else {},
             nuclei_channel=options.nuclei_channel,
