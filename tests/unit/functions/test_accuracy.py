@@ -3,7 +3,8 @@
 Floors are set below what was measured (bench/accuracy.py, see docs/benchmarks.md) with a margin for
 platform differences, and above what the previous segmenter reached where the change is meant to help.
 ``dsb2018_stardist_img2d`` was used while choosing the segmenter's constants; ``dsb2018_stardist_test256``
-was held out (evaluated only), so its floor is the honest one.
+was held out (evaluated only), so its floor is the honest one. ``dsb2018_stage1/`` holds 77 more real images of
+the DSB 2018 stage 1 set (27 from its tuning half, 50 from its held-out half; scripts/dsb2018_subset.py).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import tifffile
 from openhcs_rules.demo.realistic_nuclei import empty_field, synthesize_field
 from openhcs_rules.functions.segmentation import count_objects, segment_nuclei
 from openhcs_rules_testkit.accuracy import error_types, match, prepare_for_segmentation
+from openhcs_rules_testkit.dsb2018 import sample_images
 from openhcs_rules_testkit.paths import TEST_DATA
 
 DATA = TEST_DATA / "nuclei"
@@ -72,14 +74,38 @@ def test_held_out_real_image() -> None:
     assert score["mean_iou"] >= 0.62
 
 
+def held_out_dsb_scores() -> list[dict[str, float]]:
+    return [
+        match(item.labels, pipeline_labels(item.image))
+        for item in sample_images(DATA / "dsb2018_stage1")
+        if item.split == "held_out"
+    ]
+
+
+def test_held_out_dsb2018_sample() -> None:
+    # 50 held-out real fluorescence images (256^2 crops to 1040x1388 fields, 9-60 px nuclei, one Drosophila
+    # embryo). Measured: mean F1 0.827 (previous segmenter 0.769), median 0.872 (0.857), median per-image count
+    # error 0, median |count error| 8.1%, mean IoU 0.739 (0.685); pooled count -15.5% (-21.9%), 237 of the
+    # missing 312 nuclei being merges on the embryo image.
+    scores = held_out_dsb_scores()
+    f1 = np.array([s["f1"] for s in scores])
+    count_error = np.array([s["count_error"] for s in scores])
+    assert len(scores) == 50
+    assert f1.mean() >= 0.80 and np.median(f1) >= 0.85
+    assert np.mean([s["mean_iou"] for s in scores]) >= 0.71
+    assert abs(np.median(count_error)) <= 0.03 and np.median(np.abs(count_error)) <= 0.11
+
+
 def test_tuning_real_image() -> None:
-    # measured: F1 0.921, count -7.2% (116 of 125), mean IoU 0.770, area 0.92; previous: F1 0.747, -13.6%
+    # measured: F1 0.898, count -4.0% (120 of 125), mean IoU 0.755, area 1.14 (outlines at 35% of the peak
+    # for nuclei this size, chosen on the DSB tuning half, draw this image's nuclei a little large); first
+    # segmenter: F1 0.747, -13.6%
     image, truth = real("dsb2018_stardist_img2d")
     score = match(truth, pipeline_labels(image))
     assert score["f1"] >= 0.88
     assert abs(score["count_error"]) <= 0.10
-    assert score["mean_iou"] >= 0.74
-    assert score["area_ratio"] >= 0.88
+    assert score["mean_iou"] >= 0.72
+    assert 0.88 <= score["area_ratio"] <= 1.25
 
 
 def test_realistic_synthetic_fields() -> None:

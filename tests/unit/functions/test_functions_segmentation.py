@@ -103,7 +103,7 @@ def test_split_touching_false_keeps_the_clump() -> None:
 
 def test_area_filters_and_fixed_threshold() -> None:
     image = disc_image((100, 100), [(25.0, 25.0, 10.0), (70.0, 70.0, 3.0)])
-    assert count_objects(segment_nuclei(image, diameter=20)) == 1  # r=3 is < 1/8 of a d=20 nucleus' area
+    assert count_objects(segment_nuclei(image, diameter=40)) == 1  # r=3 is < 1/16 of a d=40 nucleus' area
     assert count_objects(segment_nuclei(image, diameter=20, min_area=20)) == 2
     assert count_objects(segment_nuclei(image, diameter=20, min_area=20, max_area=100)) == 1
     assert count_objects(segment_nuclei(image, threshold=600.0, min_area=1)) == 2
