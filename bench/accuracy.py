@@ -3,6 +3,12 @@
 Data:
 * real annotated images in tests/data/nuclei/ (see its README: sources, licences, which image was used for
   tuning and which is held out);
+* the real DSB 2018 stage 1 fluorescence images (541, split by id into a tuning and a held-out half; see
+  openhcs_rules_testkit/dsb2018.py): all of them from a local stage1_train folder given as ``--dsb-folder``, else
+  the 77 kept in tests/data/nuclei/dsb2018_stage1/. Per half: mean and median F1 over images, pooled count error
+  (all objects / all annotated nuclei - 1), median per-image |count error|, mean IoU, error types summed.
+  ``count_error_real`` and ``f1_iou50_real`` in the JSON line are the held-out half's pooled count error and mean
+  F1 (the single held-out image test256 keeps its own keys, ``..._test256``);
 * realistic synthetic fields (openhcs_rules/demo/realistic_nuclei.py), ``--fields`` seeds of 512x512;
 * empty fields (no nuclei: gradient, bright well-edge arc, hot pixels, noise), ``--empty`` seeds, and the
   same fields without the arc (noise + gradient + hot pixels; background subtraction clips half of their
@@ -39,6 +45,7 @@ uncommitted change), loaded from ``git show`` into a module of its own. Ratios a
 difference after - before (accuracy). Medians and spreads (min..max) over seeds / repeats.
 
 Run: python bench/accuracy.py [--fields 8] [--empty 8] [--repeats 3] [--figures DIR] [--baseline REV]
+     [--dsb-folder STAGE1_TRAIN]
 """
 
 from __future__ import annotations
@@ -64,6 +71,7 @@ from _paths import REPO  # noqa: E402
 from openhcs_rules.demo.realistic_nuclei import empty_field, synthesize_field  # noqa: E402
 from openhcs_rules.functions.segmentation import segment_nuclei  # noqa: E402
 from openhcs_rules_testkit.accuracy import error_types, match, prepare_for_segmentation  # noqa: E402
+from openhcs_rules_testkit.dsb2018 import AnnotatedImage, folder_images, sample_images  # noqa: E402
 
 DATA = REPO / "tests" / "data" / "nuclei"
 #: (file stem, role): the tuning image was looked at while choosing constants; the held-out one was not.
@@ -150,6 +158,52 @@ def synthetic_rows(
     return rows, scores
 
 
+def dsb_rows(
+    images: list[AnnotatedImage], versions: dict[str, Callable[..., Any]], source: str
+) -> tuple[list[tuple[str, str, dict[str, str]]], dict[str, dict[str, float]]]:
+    """Table rows per split and version over the DSB 2018 images, and their summary figures by "split/version"."""
+    rows: list[tuple[str, str, dict[str, str]]] = []
+    summary: dict[str, dict[str, float]] = {}
+    for split in ("tuning", "held_out"):
+        chosen = [item for item in images if item.split == split]
+        if not chosen:
+            continue
+        for name, segment in versions.items():
+            scores, errors = [], {"merges": 0, "splits": 0, "misses": 0, "false_pos": 0}
+            for item in chosen:
+                labels = pipeline(segment, item.image.astype(np.float32))
+                scores.append(match(item.labels, labels))
+                for key, value in error_types(item.labels, labels).items():
+                    errors[key] += value
+            f1 = np.array([score["f1"] for score in scores])
+            count_error = np.array([score["count_error"] for score in scores])
+            true, found = sum(score["true"] for score in scores), sum(score["objects"] for score in scores)
+            figures = {
+                "f1_mean": float(f1.mean()),
+                "f1_median": float(np.median(f1)),
+                "count_error_pooled": (found - true) / true,
+                "abs_count_error_median": float(np.median(np.abs(count_error))),
+                "mean_iou": float(np.mean([score["mean_iou"] for score in scores])),
+                "images": len(chosen),
+            }
+            summary[f"{split}/{name}"] = figures
+            rows.append(
+                (
+                    f"real DSB 2018 stage 1 {split} ({source}, {len(chosen)} images, {true} nuclei)",
+                    name,
+                    {
+                        "objects": f"{found}",
+                        "count err pooled": f"{figures['count_error_pooled']:+.3f}",
+                        "median |count err|": f"{figures['abs_count_error_median']:.3f}",
+                        "F1@0.5 mean/median": f"{figures['f1_mean']:.3f}/{figures['f1_median']:.3f}",
+                        "mean IoU": f"{figures['mean_iou']:.3f}",
+                        "merge/split/miss/fp (sums)": "/".join(str(errors[key]) for key in errors),
+                    },
+                )
+            )
+    return rows, summary
+
+
 def save_figure(path: Path, image: np.ndarray, truth: np.ndarray, panels: dict[str, np.ndarray]) -> None:
     """Image with outlines: truth (green) and each segmentation (magenta), side by side; PNG."""
     from skimage.io import imsave
@@ -174,6 +228,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timing repeats of the 2048x2048 site")
     parser.add_argument("--baseline", default=DEFAULT_BASELINE, help="git revision of the baseline segmenter")
     parser.add_argument("--figures", type=Path, default=None, help="folder for before/after PNG overlays")
+    parser.add_argument(
+        "--dsb-folder", type=Path, default=None, help="DSB 2018 stage1_train folder: score all its fluorescence images"
+    )
     args = parser.parse_args()
 
     versions: dict[str, Callable[..., Any]] = {}
@@ -216,6 +273,13 @@ def main() -> None:
                 score = record(f"{stem}/{factor}/{name}", small_truth, lab)
                 title = f"real {stem} block mean /{factor} ({score['true']} nuclei)"
                 rows.append((title, name, row_figures(score, small_truth, lab)))
+
+    if args.dsb_folder is not None:
+        dsb_images, dsb_source = list(folder_images(args.dsb_folder)), "whole set"
+    else:
+        dsb_images, dsb_source = list(sample_images(DATA / "dsb2018_stage1")), "kept sample"
+    table, dsb = dsb_rows(dsb_images, versions, dsb_source)
+    rows += table
 
     fields = [synthesize_field(seed) for seed in range(args.fields)]
     if args.figures and fields:
@@ -304,10 +368,20 @@ def main() -> None:
     held = results[f"{REAL_IMAGES[1][0]}/after"]
     tuned = results[f"{REAL_IMAGES[0][0]}/after"]
     before_held = results.get(f"{REAL_IMAGES[1][0]}/before")
+    held_dsb, tuning_dsb = dsb["held_out/after"], dsb["tuning/after"]
     summary = {
-        "count_error_real": round(held["count_error"], 4),
-        "f1_iou50_real": round(held["f1"], 4),
-        "mean_iou_real": round(held["mean_iou"], 4),
+        "count_error_real": round(held_dsb["count_error_pooled"], 4),
+        "f1_iou50_real": round(held_dsb["f1_mean"], 4),
+        "f1_iou50_real_median": round(held_dsb["f1_median"], 4),
+        "abs_count_error_real_median": round(held_dsb["abs_count_error_median"], 4),
+        "mean_iou_real": round(held_dsb["mean_iou"], 4),
+        "real_images_held_out": held_dsb["images"],
+        "real_images_source": dsb_source,
+        "count_error_real_dsb_tuning": round(tuning_dsb["count_error_pooled"], 4),
+        "f1_iou50_real_dsb_tuning": round(tuning_dsb["f1_mean"], 4),
+        "count_error_real_test256": round(held["count_error"], 4),
+        "f1_iou50_real_test256": round(held["f1"], 4),
+        "mean_iou_real_test256": round(held["mean_iou"], 4),
         "count_error_real_tuning": round(tuned["count_error"], 4),
         "f1_iou50_real_tuning": round(tuned["f1"], 4),
         "mean_iou_real_tuning": round(tuned["mean_iou"], 4),
@@ -325,8 +399,11 @@ def main() -> None:
     if before_held is not None:
         summary.update(
             {
-                "count_error_real_before": round(before_held["count_error"], 4),
-                "f1_iou50_real_before": round(before_held["f1"], 4),
+                "count_error_real_before": round(dsb["held_out/before"]["count_error_pooled"], 4),
+                "f1_iou50_real_before": round(dsb["held_out/before"]["f1_mean"], 4),
+                "mean_iou_real_before": round(dsb["held_out/before"]["mean_iou"], 4),
+                "count_error_real_test256_before": round(before_held["count_error"], 4),
+                "f1_iou50_real_test256_before": round(before_held["f1"], 4),
                 "count_error_synthetic_before": round(float(np.median(synthetic["before"]["count_error"])), 4),
                 "noise_field_objects_before": int(max(noise_objects["before"])) if noise_objects["before"] else None,
                 "empty_field_objects_before": int(max(empty_objects["before"])) if empty_objects["before"] else None,
