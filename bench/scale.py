@@ -4,9 +4,12 @@
    1536-well plate), each the median (and min-max) of ``BENCH_REPEATS`` (default 3) plans of one screen
    folder. Plate structures are synthetic `plate.json` files (no pixels), as the discover checkpoint
    leaves them, so the plan covers every well job.
-   Each plan is made with the default `wells_per_job: auto` (a plate in at most 16 jobs) and, up to 100
+   Each plan is made with the default `wells_per_job: auto` (a plate in at most 16 jobs up to 250 plates;
+   4 jobs at 1,000 plates, at most 4,000 well jobs in all: openhcs_rules/plate/chunks.py) and, up to 100
    plates, with one job per well (`wells_per_job: 1`, the baseline; 384,000 jobs at 1,000 plates would
-   take most of an hour to plan).
+   take most of an hour to plan). Besides the wall time, the CPU time (user + sys) of each plan: the wall
+   time also holds waits that are no work of planning (e.g. the Slurm executor plugin asks `scontrol` for
+   its settings when Snakemake starts: 9 s where a Slurm client is installed but no controller answers).
 2. Scheduler submissions per 384-well plate, read off the plan's job counts: discover + flat field +
    assemble, plus one per well job (every job is one submission under the cluster profiles).
    tests/test_cluster.py checks this against a real Slurm (3 wells, 2 per job -> 2 well submissions).
@@ -73,22 +76,25 @@ def make_screen(folder: Path, plates: int, wells_per_plate: int, wells_per_job: 
     return config
 
 
-def timed_dry_runs(folder: Path, config: Path, repeats: int) -> tuple[list[float], list[float], dict[str, int]]:
-    """Wall s and peak MB of ``repeats`` plans of one screen folder, and the planned jobs per rule."""
-    walls, peaks, counts = [], [], {}
+def timed_dry_runs(
+    folder: Path, config: Path, repeats: int
+) -> tuple[list[float], list[float], dict[str, int], list[float]]:
+    """Wall s and peak MB of ``repeats`` plans of one screen folder, the planned jobs per rule, and CPU s."""
+    walls, peaks, counts, cpus = [], [], {}, []
     for _ in range(repeats):
-        wall, peak, counts = timed_dry_run(folder, config)
+        wall, peak, counts, cpu = timed_dry_run(folder, config)
         walls.append(wall)
         peaks.append(peak)
-    return walls, peaks, counts
+        cpus.append(cpu)
+    return walls, peaks, counts, cpus
 
 
-def timed_dry_run(folder: Path, config: Path) -> tuple[float, float, dict[str, int]]:
-    """(wall s, peak RSS MB of snakemake, planned jobs per rule and 'total') for `snakemake -n`."""
+def timed_dry_run(folder: Path, config: Path) -> tuple[float, float, dict[str, int], float]:
+    """(wall s, peak RSS MB of snakemake, planned jobs per rule and 'total', CPU s) for `snakemake -n`."""
     command = [
         "/usr/bin/time",
         "-f",
-        "%M",
+        "%M %U %S",
         *snakemake_command(folder, config, "-n", "--quiet", "rules", cores=2),
     ]
     start = time.perf_counter()
@@ -96,13 +102,13 @@ def timed_dry_run(folder: Path, config: Path) -> tuple[float, float, dict[str, i
     wall = time.perf_counter() - start
     if done.returncode != 0:
         raise SystemExit(done.stderr[-3000:])
-    peak_kb = int(done.stderr.strip().splitlines()[-1])
+    peak_kb, user_s, sys_s = done.stderr.strip().splitlines()[-1].split()
     counts = {}
     for line in done.stdout.splitlines():
         parts = line.split()
         if len(parts) == 2 and parts[1].isdigit():
             counts[parts[0]] = int(parts[1])
-    return wall, peak_kb / 1024, counts
+    return wall, int(peak_kb) / 1024, counts, float(user_s) + float(sys_s)
 
 
 def measure_discovery() -> dict[str, float]:
@@ -210,8 +216,8 @@ def main() -> None:
         for wells_per_job in ("auto", 1) if plates <= 100 else ("auto",):
             with tempfile.TemporaryDirectory() as tmp:
                 config = make_screen(Path(tmp), plates, wells, wells_per_job)
-                walls, peaks, counts = timed_dry_runs(Path(tmp), config, repeats)
-            rows.append((plates, wells, wells_per_job, counts, walls, peaks))
+                walls, peaks, counts, cpus = timed_dry_runs(Path(tmp), config, repeats)
+            rows.append((plates, wells, wells_per_job, counts, walls, peaks, cpus))
     overhead = per_job_overhead()
     discovery = {} if "--skip-discovery" in sys.argv else measure_discovery()
 
@@ -229,23 +235,26 @@ def main() -> None:
     def peak(plates: int, wells: int, wells_per_job: int | str = "auto") -> float:
         return statistics.median(row(plates, wells, wells_per_job)[5])
 
+    def cpu(plates: int, wells: int, wells_per_job: int | str = "auto") -> float:
+        return statistics.median(row(plates, wells, wells_per_job)[6])
+
     print(
         f"{'plates':>6} {'wells/plate':>11} {'wells/job':>9} {'jobs planned':>12} {'dry-run s':>10} "
-        f"{'min-max s':>13} {'peak MB':>8} {'min-max MB':>11}   ({repeats} plans each)"
+        f"{'min-max s':>13} {'CPU s':>6} {'peak MB':>8} {'min-max MB':>11}   ({repeats} plans each)"
     )
-    for plates, wells, wells_per_job, counts, walls, peaks in rows:
+    for plates, wells, wells_per_job, counts, walls, peaks, cpus in rows:
         print(
             f"{plates:6d} {wells:11d} {wells_per_job!s:>9} {counts['total']:12d} {statistics.median(walls):10.2f} "
-            f"{f'{min(walls):.2f}-{max(walls):.2f}':>13} {statistics.median(peaks):8.0f} "
-            f"{f'{min(peaks):.0f}-{max(peaks):.0f}':>11}"
+            f"{f'{min(walls):.2f}-{max(walls):.2f}':>13} {statistics.median(cpus):6.1f} "
+            f"{statistics.median(peaks):8.0f} {f'{min(peaks):.0f}-{max(peaks):.0f}':>11}"
         )
     print(
         f"100 x 384 plan: {wall(100, 384):.1f} s with wells_per_job auto, {wall(100, 384, 1):.1f} s with one job per "
         f"well (ratio {wall(100, 384) / wall(100, 384, 1):.3f})"
     )
     print(
-        f"1000 x 384 plan: {wall(1000, 384):.1f} s, {peak(1000, 384):.0f} MB peak; goal 30 s and 1 GB "
-        f"(ratios {wall(1000, 384) / 30:.2f}, {peak(1000, 384) / 1024:.2f})"
+        f"1000 x 384 plan: {wall(1000, 384):.1f} s ({cpu(1000, 384):.1f} s CPU), {peak(1000, 384):.0f} MB peak; "
+        f"goal 30 s and 1 GB (ratios {wall(1000, 384) / 30:.2f}, {peak(1000, 384) / 1024:.2f})"
     )
     grouped, ungrouped = submissions(1, 384, "auto"), submissions(1, 384, 1)
     print(
@@ -263,6 +272,8 @@ def main() -> None:
                 "plan_s_100x384_one_job_per_well": round(wall(100, 384, 1), 2),
                 "plan_peak_mb_100x384_one_job_per_well": round(peak(100, 384, 1), 1),
                 "plan_s_1000x384": round(wall(1000, 384), 2),
+                "plan_cpu_s_1000x384": round(cpu(1000, 384), 2),
+                "plan_cpu_s_1x384": round(cpu(1, 384), 2),
                 "plan_peak_mb_1000x384": round(peak(1000, 384), 1),
                 "plan_s_1x1536": round(wall(1, 1536), 2),
                 "submissions_per_plate_ungrouped": round(ungrouped),

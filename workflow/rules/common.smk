@@ -126,8 +126,10 @@ def generated_plate_marker(wildcards):
     return []
 
 
-# chunk name -> wells per plate.json, its well names read once per version of the file (plate/chunks.py)
-_CHUNKS = PlateChunks(SCREEN["wells_per_job"])
+# chunk name -> wells per plate.json, its well names read once per version of the file (plate/chunks.py);
+# with wells_per_job: auto, the screen's number of plates sets how many jobs each plate gets (16 up to 250 plates,
+# fewer beyond: at most ~4,000 well jobs in all, so that 1,000 plates plan in under 30 s)
+_CHUNKS = PlateChunks(SCREEN["wells_per_job"], plates=len(PLATES))
 
 
 def plate_chunks(plate, plate_json):

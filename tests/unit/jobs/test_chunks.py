@@ -10,7 +10,14 @@ from openhcs_rules.demo.synthetic import generate_imagexpress_plate
 from openhcs_rules.jobs.discover import discover
 from openhcs_rules.jobs.illumination import estimate_plate_illumination
 from openhcs_rules.jobs.process_wells import WellsFailed, process_wells
-from openhcs_rules.plate.chunks import AUTO_JOBS_PER_PLATE, well_chunks, wells_in_chunk, wells_per_job
+from openhcs_rules.plate.chunks import (
+    AUTO_JOBS_PER_PLATE,
+    AUTO_JOBS_PER_SCREEN,
+    auto_jobs_per_plate,
+    well_chunks,
+    wells_in_chunk,
+    wells_per_job,
+)
 from openhcs_rules.plate.naming import layout_for_well_count, well_name
 from openhcs_rules_testkit.ngff import assert_valid_ngff_plate
 from openhcs_rules_testkit.workflow import PIPELINE
@@ -30,6 +37,58 @@ def test_auto_splits_a_plate_into_at_most_16_jobs(wells, size):
     assert [w for group in chunks.values() for w in group] == names  # every well once, in plate order
     for name, group in chunks.items():
         assert wells_in_chunk(names, name) == group  # the name alone gives the wells back
+
+
+@pytest.mark.parametrize(
+    ("plates", "jobs"),
+    [
+        (1, 16),
+        (10, 16),
+        (100, 16),
+        (250, 16),
+        (251, 8),
+        (500, 8),
+        (501, 4),
+        (1000, 4),
+        (1001, 2),
+        (2000, 2),
+        (2001, 1),
+        (100_000, 1),
+    ],
+)
+def test_auto_gives_fewer_jobs_per_plate_only_to_screens_of_over_250_plates(plates, jobs):
+    assert auto_jobs_per_plate(plates) == jobs
+    assert plates * jobs <= max(AUTO_JOBS_PER_SCREEN, plates)  # the screen's well jobs: at most 4,000 (or 1 a plate)
+    names = plate_wells(384)
+    chunks = well_chunks(names, "auto", plates)
+    assert len(chunks) == jobs and wells_per_job("auto", 384, plates) == 384 // jobs
+    assert [w for group in chunks.values() for w in group] == names
+    for name, group in chunks.items():
+        assert wells_in_chunk(names, name) == group
+    # an integer is the size whatever the screen
+    assert wells_per_job(24, 384, plates) == 24 and len(well_chunks(names, 24, plates)) == 16
+
+
+def test_auto_changes_a_screens_chunks_only_at_four_sizes():
+    """Powers of two: growing a screen plate by plate changes every plate's chunks (and so reassembles every
+    plate) only when it passes 250, 500, 1,000 and 2,000 plates."""
+    changes = [n for n in range(2, 5001) if auto_jobs_per_plate(n) != auto_jobs_per_plate(n - 1)]
+    assert changes == [251, 501, 1001, 2001]
+    assert AUTO_JOBS_PER_PLATE == 16 and AUTO_JOBS_PER_SCREEN == 4000
+
+
+def test_up_to_250_plates_auto_is_what_it_was_for_every_plate_size():
+    for wells in (6, 24, 48, 96, 384, 1536):
+        names = plate_wells(wells) if wells in (96, 384, 1536) else plate_wells(96)[:wells]
+        assert well_chunks(names, "auto", 250) == well_chunks(names, "auto") == well_chunks(names, "auto", 1)
+    assert len(well_chunks(plate_wells(1536), "auto", 1000)) == 4  # 384 wells a job
+    assert len(well_chunks(plate_wells(96)[:3], "auto", 1000)) == 3  # never more jobs than wells, never empty
+
+
+@pytest.mark.parametrize("plates", [0, -1, True, 2.5, "10"])
+def test_a_screen_without_a_plate_count_is_refused(plates):
+    with pytest.raises(ValueError, match="at least one plate"):
+        auto_jobs_per_plate(plates)
 
 
 def test_chunk_names_and_a_fixed_size():

@@ -88,8 +88,14 @@ def test_plate_chunks_match_well_chunks_and_refuse_a_bad_setting(tmp_path: Path)
     path = tmp_path / "plate.json"
     make_plate(wells).save_json(path)
     assert PlateChunks("auto")(path) == well_chunks(wells, "auto")
+    # the screen's number of plates (common.smk passes the config's) reaches auto: 4 jobs a plate at 1,000
+    assert PlateChunks("auto", plates=1000)(path) == well_chunks(wells, "auto", 1000)
+    assert list(PlateChunks("auto", plates=1000)(path)) == ["A01-D24", "E01-H24", "I01-L24", "M01-P24"]
+    assert PlateChunks(2, plates=1000)(path) == well_chunks(wells, 2)
     with pytest.raises(ValueError, match="wells_per_job"):
         PlateChunks(0)
+    with pytest.raises(ValueError, match="at least one plate"):
+        PlateChunks("auto", plates=0)
     with pytest.raises(FileNotFoundError):
         PlateChunks(1)(tmp_path / "missing.json")
 
