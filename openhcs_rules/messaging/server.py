@@ -30,7 +30,7 @@ import queue
 import socket as pysocket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -123,6 +123,7 @@ class DualChannelServer:
         self.control_user = ""
         self.data_user = ""  # the same for the data message being handled (data thread only)
         self._deferred: queue.SimpleQueue[tuple[bytes, bytes]] = queue.SimpleQueue()
+        self._batching = threading.local()  # reply_later inside replies_batched(): wake the data thread once
         self._wake_read, self._wake_write = os.pipe()
         os.set_blocking(self._wake_read, False)
         os.set_blocking(self._wake_write, False)
@@ -272,7 +273,7 @@ class DualChannelServer:
                     # payloads stay in ZMQ's buffers (one copy fewer); headers become bytes
                     parts = sock.recv_multipart(copy=False)
                     self.data_identity = parts[0].bytes
-                    self.data_user = _user_id(parts[-1])
+                    self.data_user = _user_id(parts[-1]) if self.keys is not None else ""  # no CURVE: no peer key
                     reply = functools.partial(self._data_reply, parts[1:])
                     self._guarded(sock, self.data_identity, reply, "data")
                 while not self._deferred.empty():
@@ -311,8 +312,33 @@ class DualChannelServer:
             log.warning("%s: %s reply dropped: %s", self.name, channel, exc)
 
     def reply_later(self, identity: bytes, message: dict[str, Any]) -> None:
-        """Send a data-channel reply from any thread (the data thread sends it); for deferred acks."""
+        """Send a data-channel reply from any thread (the data thread sends it); for deferred acks.
+
+        Inside :meth:`replies_batched` (on the thread that entered it) the data thread is woken once at the
+        end, for all of them, instead of once per reply.
+        """
         self._deferred.put((identity, messages.encode(message)))
+        if getattr(self._batching, "depth", 0):
+            self._batching.queued = True
+        else:
+            self._wake_data_thread()
+
+    @contextlib.contextmanager
+    def replies_batched(self) -> Iterator[None]:
+        """Replies queued by :meth:`reply_later` in this block leave together, after it (one wake-up)."""
+        batching = self._batching
+        depth = getattr(batching, "depth", 0)
+        if not depth:
+            batching.queued = False
+        batching.depth = depth + 1
+        try:
+            yield
+        finally:
+            batching.depth = depth
+            if not depth and batching.queued:
+                self._wake_data_thread()
+
+    def _wake_data_thread(self) -> None:
         with contextlib.suppress(BlockingIOError):  # a wake-up is already pending
             os.write(self._wake_write, b"\0")
 

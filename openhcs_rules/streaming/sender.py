@@ -41,6 +41,9 @@ from openhcs_rules.streaming.frames import FrameMeta
 log = logging.getLogger(__name__)
 
 TRANSPORTS = ("auto", "shm", "inline")
+#: frame message fields that change with every frame (the rest is encoded once per plane, see _header)
+_PER_FRAME = frozenset({"v", "type", "id", "sent_ns", "shm"})
+_HEADER_CACHE = 256  # planes whose encoded header is kept (cleared when full)
 
 
 def choose_transport(host: str, requested: str = "auto") -> str:
@@ -88,7 +91,8 @@ class FrameSender:
         if keys_dir:
             secure_client_socket(self._socket, load_client_keys(keys_dir))
         self._socket.connect(tcp_endpoint(connect_host(host), data_port(port)))
-        self._pending: dict[int, tuple[float, str | None]] = {}
+        self._pending: dict[int, tuple[float, str | None]] = {}  # in send order: the first is the oldest
+        self._headers: dict[tuple[object, ...], bytes] = {}
         self._next_id = 0
         self.sent = self.acked = self.dropped = self.rejected = 0
         self.fallbacks = 0  # shm frames sent inline because the viewer held every slot
@@ -138,19 +142,24 @@ class FrameSender:
         if not self.alive:
             return 0
         count = 0
-        if self._socket.poll(int(timeout_s * 1000), zmq.POLLIN):
-            while True:
+        socket = self._socket
+        # ZMQ_EVENTS says whether a reply is waiting without a poll call or a zmq.Again exception per check
+        # (the no-wait poll runs on every send); it also processes the socket's pending commands
+        if socket.getsockopt(zmq.EVENTS) & zmq.POLLIN or (timeout_s > 0 and socket.poll(int(timeout_s * 1000))):
+            while socket.getsockopt(zmq.EVENTS) & zmq.POLLIN:
                 try:
-                    self._handle_reply(self._socket.recv(zmq.NOBLOCK))
-                except zmq.Again:
+                    raw = socket.recv(zmq.NOBLOCK)
+                except zmq.Again:  # pragma: no cover - EVENTS said a message is ready
                     break
+                self._handle_reply(raw)
                 count += 1
         self._check_overdue()
         return count
 
     def _check_overdue(self) -> None:
         if self._pending:
-            oldest = min(sent for sent, _ in self._pending.values())
+            # the first pending frame is the oldest: entries go in in send order, each stamped when sent
+            oldest = next(iter(self._pending.values()))[0]
             if time.monotonic() - oldest > self.ack_timeout_s:
                 self._declare_dead(f"no acknowledgement from {self.host}:{self.port} for {self.ack_timeout_s:.1f} s")
 
@@ -172,20 +181,46 @@ class FrameSender:
 
     # -- sending ----------------------------------------------------------------------------------------
     def _header(self, meta: FrameMeta, array: np.ndarray, started_ns: int, **transport: str | int) -> bytes:
+        """The frame message. What does not change between frames of one plane (its metadata, dtype, shape,
+        transport) is made, validated and encoded once and kept (a live view re-sends one plane over and
+        over); each frame then only adds its id, its ``sent_ns`` and its slot's name."""
         self._next_id += 1
-        message = messages.make(
-            "frame",
-            id=self._next_id,
-            sent_ns=started_ns,  # when send() was called: latency includes the copy or the compression
-            sender=self.sender_id,
-            component=meta.component_fields(),
-            step=meta.step_fields(),
-            role=meta.role,
-            dtype=array.dtype.name,
-            shape=list(array.shape),
-            **transport,
+        slot = transport.pop("shm", None)
+        key = (meta, array.dtype, array.shape, *transport.items())
+        tail = self._headers.get(key)
+        if tail is None:
+            message = messages.make(
+                "frame",
+                id=self._next_id,
+                sent_ns=started_ns,
+                sender=self.sender_id,
+                component=meta.component_fields(),
+                step=meta.step_fields(),
+                role=meta.role,
+                dtype=array.dtype.name,
+                shape=list(array.shape),
+                **transport,
+                **({} if slot is None else {"shm": slot}),
+            )
+            rest = {k: v for k, v in message.items() if k not in _PER_FRAME}
+            tail = messages.encode(rest)[1:]  # '"sender":...}': the object without its opening brace
+            if len(self._headers) >= _HEADER_CACHE:
+                self._headers.clear()
+            self._headers[key] = tail
+        if slot is None:
+            shm_field = b""
+        elif messages.SHM_NAME.match(str(slot)):
+            shm_field = b'"shm":"%s",' % str(slot).encode()  # a segment name needs no JSON escaping
+        else:
+            raise MessageError(f"frame: field 'shm' {slot!r} is not an openhcs shared-memory segment name")
+        # sent_ns: when send() was called, so latency includes the copy or the compression
+        return b'{"v":%d,"type":"frame","id":%d,"sent_ns":%d,%s%s' % (
+            messages.SCHEMA_VERSION,
+            self._next_id,
+            started_ns,
+            shm_field,
+            tail,
         )
-        return messages.encode(message)
 
     def _slot(self, nbytes: int) -> shm.Segment | None:
         """A free slot; waits (bounded) only while some slot is in flight - held slots come back when the
@@ -206,6 +241,10 @@ class FrameSender:
             return False
         if array.ndim != 2 or array.dtype.name not in messages.DTYPES:
             raise ValueError(f"frames are 2D arrays of {', '.join(messages.DTYPES)}; got {array.dtype} {array.shape}")
+        if not array.dtype.isnative:
+            # the message names the dtype without a byte order and the viewer reads native bytes: a big-endian
+            # array (e.g. a TIFF read as stored) would show scrambled pixels
+            array = array.astype(array.dtype.newbyteorder("="))
         segment = self._slot(array.nbytes) if self.pool is not None else None
         if segment is not None:
             segment.write(array)
@@ -241,7 +280,10 @@ class FrameSender:
         """Send without blocking; when the send queue is full wait up to ``full_wait_s`` for room."""
         for attempt in range(2):
             try:
-                self._socket.send_multipart(parts, zmq.NOBLOCK, copy=False)
+                if len(parts) == 1:  # a shared-memory frame is its header alone: a plain send costs less
+                    self._socket.send(parts[0], zmq.NOBLOCK)
+                else:
+                    self._socket.send_multipart(parts, zmq.NOBLOCK, copy=False)
                 return True
             except zmq.Again:
                 if attempt or not self._socket.poll(int(self.full_wait_s * 1000), zmq.POLLOUT):

@@ -232,7 +232,7 @@ class SegmentReader:
         Valid while the viewer has not given the slot back (ack without hold, or release): the sender then
         writes the next frame into it.
         """
-        count = int(np.prod(shape))
+        count = int(shape[0]) * int(shape[1])
         nbytes = count * np.dtype(dtype).itemsize
         with self._lock:
             buffer = self._mapping(name, nbytes)

@@ -329,12 +329,13 @@ class ViewerServer(DualChannelServer):
                 log.exception("%s: could not show %d frame(s)", self.name, len(batch))
             finally:
                 shown = time.monotonic_ns()
-                for frame in batch:
-                    if frame.same_host:
-                        self.shown_latencies_ns.append(shown - frame.sent_ns)
-                    frame.release()  # acks zero-copy frames: a slot not kept (or kept as a copy) goes back
-                self._count_queued(-sum(frame.array.nbytes for frame in batch))
-                self.loans.flush(self.reply_later)  # slots the display stopped showing, after their acks
+                with self.replies_batched():  # the acks and releases of the batch: one wake-up of the data thread
+                    for frame in batch:
+                        if frame.same_host:
+                            self.shown_latencies_ns.append(shown - frame.sent_ns)
+                        frame.release()  # acks zero-copy frames: a slot not kept (or kept as a copy) goes back
+                    self._count_queued(-sum(frame.array.nbytes for frame in batch))
+                    self.loans.flush(self.reply_later)  # slots the display stopped showing, after their acks
             self.frames_shown += len(batch)
 
     def _run_command(
