@@ -11,7 +11,9 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -27,6 +29,28 @@ from openhcs_rules.viewers.record_viewer import FrameRecord
 from openhcs_rules.viewers.viewer_server import ViewerServer
 
 needs_shm = pytest.mark.skipif(not shm.available(), reason="POSIX shared memory is not available on this platform")
+
+
+@contextmanager
+def _pumped_viewer(show: Callable[[list[Frame]], None], **handlers: Callable[..., object]) -> Iterator[ViewerServer]:
+    """A record ViewerServer whose main-thread loop (``pump`` with ``show``) runs on a thread; stopped on exit."""
+    server = ViewerServer("record", find_free_base_port(), hold_min_bytes=0)
+    server.handlers.update(handlers)
+    stop = threading.Event()
+
+    def main_thread() -> None:
+        while not stop.is_set():
+            server.pump(show, budget_s=0.2, block_s=0.05)
+
+    server.start()
+    pump = threading.Thread(target=main_thread, daemon=True)
+    pump.start()
+    try:
+        yield server
+    finally:
+        stop.set()
+        pump.join(5)
+        server.stop()
 
 
 def _made(sender: FrameSender, frame_id: int, meta: FrameMeta, array: np.ndarray, sent_ns: int, **transport):
@@ -113,7 +137,6 @@ def test_replies_queued_in_a_batch_wake_the_data_thread_once():
 @needs_shm
 def test_frames_sent_back_to_back_arrive_in_order_and_every_slot_comes_back():
     """The sender copies the next frames while the viewer still shows earlier ones (several in flight)."""
-    server = ViewerServer("record", find_free_base_port(), hold_min_bytes=0)
     record = FrameRecord(keep=True)
     shown: list[tuple[int, int]] = []
 
@@ -122,44 +145,32 @@ def test_frames_sent_back_to_back_arrive_in_order_and_every_slot_comes_back():
         time.sleep(0.002)  # a display slower than the sender: frames queue up behind it
         record.show(batch)
 
-    server.handlers.update(clear=record.clear)
-    stop = threading.Event()
-
-    def main_thread() -> None:
-        while not stop.is_set():
-            server.pump(show, budget_s=0.2, block_s=0.05)
-
-    server.start()
-    pump = threading.Thread(target=main_thread, daemon=True)
-    pump.start()
-    sender = FrameSender("127.0.0.1", server.port, transport="shm", max_shm_bytes=16 * 64 * 64 * 2)
-    try:
-        sites, count, peak = 3, 60, 0
-        for value in range(count):
-            plane = np.full((64, 64), value, np.uint16)
-            assert sender.send(FrameMeta("p", "A01", value % sites + 1, 1, 1, 1, 0, "raw"), plane)
-            assert sender.pool.in_flight + sender.held <= 16
-            peak = max(peak, sender.pool.in_flight)
-        assert peak > 1  # sent without waiting for the previous frame's ack
-        assert sender.flush(10) and sender.dropped == 0 and sender.fallbacks == 0
-        assert shown == [(value % sites + 1, value) for value in range(count)]  # every frame, in send order
-        planes = [record.frames[("raw", "p", "A01", site + 1, 1, 1, 1)] for site in range(sites)]
-        for site, plane in enumerate(planes):  # each kept plane shows its last frame (a loan, or a copy of it
-            assert int(plane.array[0, 0]) == count - sites + site  # when it came in behind a backlog)
-        deadline = time.monotonic() + 5
-        while sender.held != sum(plane.on_loan for plane in planes) and time.monotonic() < deadline:
-            sender.poll(0.05)  # the releases of replaced planes follow their acks
-        assert sender.held == sum(plane.on_loan for plane in planes)
-        server._work.put((record.clear, {"type": "clear"}, [], Future()))  # the `clear` command, on the main thread
-        deadline = time.monotonic() + 10
-        while sender.held and time.monotonic() < deadline:
-            sender.poll(0.05)
-        assert sender.held == 0 and sender.pool.in_flight == 0  # every slot came back
-    finally:
-        sender.close(2)
-        stop.set()
-        pump.join(5)
-        server.stop()
+    with _pumped_viewer(show, clear=record.clear) as server:
+        sender = FrameSender("127.0.0.1", server.port, transport="shm", max_shm_bytes=16 * 64 * 64 * 2)
+        try:
+            sites, count, peak = 3, 60, 0
+            for value in range(count):
+                plane = np.full((64, 64), value, np.uint16)
+                assert sender.send(FrameMeta("p", "A01", value % sites + 1, 1, 1, 1, 0, "raw"), plane)
+                assert sender.pool.in_flight + sender.held <= 16
+                peak = max(peak, sender.pool.in_flight)
+            assert peak > 1  # sent without waiting for the previous frame's ack
+            assert sender.flush(10) and sender.dropped == 0 and sender.fallbacks == 0
+            assert shown == [(value % sites + 1, value) for value in range(count)]  # every frame, in send order
+            planes = [record.frames[("raw", "p", "A01", site + 1, 1, 1, 1)] for site in range(sites)]
+            for site, plane in enumerate(planes):  # each kept plane shows its last frame (a loan, or a copy of it
+                assert int(plane.array[0, 0]) == count - sites + site  # when it came in behind a backlog)
+            deadline = time.monotonic() + 5
+            while sender.held != sum(plane.on_loan for plane in planes) and time.monotonic() < deadline:
+                sender.poll(0.05)  # the releases of replaced planes follow their acks
+            assert sender.held == sum(plane.on_loan for plane in planes)
+            server._work.put((record.clear, {"type": "clear"}, [], Future()))  # the `clear` command, on the main thread
+            deadline = time.monotonic() + 10
+            while sender.held and time.monotonic() < deadline:
+                sender.poll(0.05)
+            assert sender.held == 0 and sender.pool.in_flight == 0  # every slot came back
+        finally:
+            sender.close(2)
     assert shm.our_segments(os.getpid()) == []
 
 
@@ -167,27 +178,15 @@ def test_frames_sent_back_to_back_arrive_in_order_and_every_slot_comes_back():
 @pytest.mark.parametrize("transport", ["shm", "inline"])
 def test_a_big_endian_frame_shows_its_values(transport):
     """The message names the dtype without a byte order: the sender sends native bytes."""
-    server = ViewerServer("record", find_free_base_port(), hold_min_bytes=0)
     record = FrameRecord(keep=True)
-    stop = threading.Event()
-
-    def main_thread() -> None:
-        while not stop.is_set():
-            server.pump(record.show, budget_s=0.2, block_s=0.05)
-
-    server.start()
-    pump = threading.Thread(target=main_thread, daemon=True)
-    pump.start()
-    sender = FrameSender("127.0.0.1", server.port, transport=transport, codec="raw")
-    try:
-        plane = (np.arange(64 * 64, dtype=np.uint16).reshape(64, 64) * 13).astype(">u2")
-        assert sender.send(FrameMeta("p", "A01", 1, 1, 1, 1, 0, "raw"), plane)
-        assert sender.flush(10)
-        shown = record.frames[("raw", "p", "A01", 1, 1, 1, 1)].array
-        np.testing.assert_array_equal(np.asarray(shown), plane.astype(np.uint16))
-    finally:
-        sender.close(2)
-        stop.set()
-        pump.join(5)
-        server.stop()
+    with _pumped_viewer(record.show) as server:
+        sender = FrameSender("127.0.0.1", server.port, transport=transport, codec="raw")
+        try:
+            plane = (np.arange(64 * 64, dtype=np.uint16).reshape(64, 64) * 13).astype(">u2")
+            assert sender.send(FrameMeta("p", "A01", 1, 1, 1, 1, 0, "raw"), plane)
+            assert sender.flush(10)
+            shown = record.frames[("raw", "p", "A01", 1, 1, 1, 1)].array
+            np.testing.assert_array_equal(np.asarray(shown), plane.astype(np.uint16))
+        finally:
+            sender.close(2)
     assert shm.our_segments(os.getpid()) == []
