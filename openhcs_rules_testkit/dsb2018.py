@@ -17,8 +17,7 @@ import numpy as np
 __all__ = [
     "AnnotatedImage",
     "folder_images",
-    "is_fluorescence",
-    "load_image",
+    "fluorescence_image",
     "load_labels",
     "sample_images",
     "split_of",
@@ -27,25 +26,18 @@ __all__ = [
 TUNING_DIGITS = "01234567"
 
 
-def load_image(folder: Path) -> np.ndarray:
-    """The image's grey channel (uint8); its PNG is RGBA with equal colour channels for fluorescence images."""
-    import imageio.v3 as iio
-
-    image = np.asarray(iio.imread(folder / "images" / f"{folder.name}.png"))
-    return image[..., 0] if image.ndim == 3 else image
-
-
-def is_fluorescence(folder: Path) -> bool:
-    """Grey (R == G == B) with a dark background: a fluorescence image, not a stained-tissue or brightfield one."""
+def fluorescence_image(folder: Path) -> np.ndarray | None:
+    """The image's grey channel (uint8) if it is a fluorescence image, else None: grey (R == G == B, its PNG is
+    RGBA) with a dark background (median < 60), not a stained-tissue or brightfield one. One read of the PNG."""
     import imageio.v3 as iio
 
     image = np.asarray(iio.imread(folder / "images" / f"{folder.name}.png"))
     if image.ndim == 3:
         rgb = image[..., :3]
         if not (np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 1], rgb[..., 2])):
-            return False
+            return None
         image = rgb[..., 0]
-    return float(np.median(image)) < 60.0
+    return image if float(np.median(image)) < 60.0 else None
 
 
 def load_labels(folder: Path, shape: tuple[int, ...]) -> np.ndarray:
@@ -76,8 +68,8 @@ class AnnotatedImage:
 def folder_images(stage1_train: Path) -> Iterator[AnnotatedImage]:
     """Every fluorescence image of a stage1_train folder, in id order."""
     for folder in sorted(p for p in Path(stage1_train).iterdir() if p.is_dir()):
-        if is_fluorescence(folder):
-            image = load_image(folder)
+        image = fluorescence_image(folder)
+        if image is not None:
             yield AnnotatedImage(folder.name, image, load_labels(folder, image.shape))
 
 

@@ -29,14 +29,18 @@ from pathlib import Path
 
 import numpy as np
 
-from openhcs_rules_testkit.dsb2018 import is_fluorescence, load_image, load_labels, split_of
+from openhcs_rules_testkit.dsb2018 import fluorescence_image, load_labels, split_of
+
+SPLITS = ("tuning", "held_out")
 
 
-def spread_sample(folders: list[Path], count: int) -> list[Path]:
-    """``count`` folders spread over the image sizes in proportion to each size's share (at least one each)."""
+def spread_sample(shapes: dict[Path, tuple[int, ...]], count: int) -> list[Path]:
+    """``count`` of the folders (-> their image's shape) spread over the image sizes in proportion to each size's
+    share (at least one each)."""
+    folders = sorted(shapes, key=lambda f: f.name)
     by_size: dict[tuple[int, ...], list[Path]] = defaultdict(list)
-    for folder in sorted(folders, key=lambda f: f.name):
-        by_size[load_image(folder).shape].append(folder)
+    for folder in folders:
+        by_size[shapes[folder]].append(folder)
     chosen: list[Path] = []
     for group in by_size.values():
         share = max(1, round(count * len(group) / len(folders)))
@@ -55,13 +59,15 @@ def main() -> None:
     parser.add_argument("--tuning", type=int, default=24)
     args = parser.parse_args()
 
-    fluorescence = [f for f in sorted(args.stage1_train.iterdir()) if f.is_dir() and is_fluorescence(f)]
-    held = spread_sample([f for f in fluorescence if split_of(f.name) == "held_out"], args.held)
-    tuning = spread_sample([f for f in fluorescence if split_of(f.name) == "tuning"], args.tuning)
+    images = {f: fluorescence_image(f) for f in sorted(args.stage1_train.iterdir()) if f.is_dir()}
+    fluorescence = {f: image for f, image in images.items() if image is not None}
+    shapes = {split: {f: i.shape for f, i in fluorescence.items() if split_of(f.name) == split} for split in SPLITS}
+    held = spread_sample(shapes["held_out"], args.held)
+    tuning = spread_sample(shapes["tuning"], args.tuning)
     args.out.mkdir(parents=True, exist_ok=True)
     rows = []
     for folder in tuning + held:
-        image = load_image(folder)
+        image = fluorescence[folder]
         labels = load_labels(folder, image.shape)
         stem = folder.name[:12]
         tifffile.imwrite(args.out / f"{stem}_image.tif", image, compression="zlib")
