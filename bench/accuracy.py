@@ -171,7 +171,7 @@ def dsb_rows(
         for name, segment in versions.items():
             scores, errors = [], {"merges": 0, "splits": 0, "misses": 0, "false_pos": 0}
             for item in chosen:
-                labels = pipeline(segment, item.image.astype(np.float32))
+                labels = pipeline(segment, item.image)
                 scores.append(match(item.labels, labels))
                 for key, value in error_types(item.labels, labels).items():
                     errors[key] += value
