@@ -84,15 +84,16 @@ def held_out_dsb_scores() -> list[dict[str, float]]:
 
 def test_held_out_dsb2018_sample() -> None:
     # 50 held-out real fluorescence images (256^2 crops to 1040x1388 fields, 9-60 px nuclei, one Drosophila
-    # embryo). Measured: mean F1 0.827 (previous segmenter 0.769), median 0.872 (0.857), median per-image count
-    # error 0, median |count error| 8.1%, mean IoU 0.739 (0.685); pooled count -15.5% (-21.9%), 237 of the
-    # missing 312 nuclei being merges on the embryo image.
+    # embryo). Measured: mean F1 0.846 (session 7's segmenter 0.827, session 6's 0.769), median 0.875 (0.872),
+    # median per-image count error 0, median |count error| 8.3%, mean IoU 0.748 (0.739); pooled count -15.5%
+    # (-21.9% in session 6), 237 of the missing 312 nuclei being merges on the embryo image. The gain of session 8
+    # is the halo rule (outlines at the foot of a wide edge ramp): without it the mean F1 is 0.827.
     scores = held_out_dsb_scores()
     f1 = np.array([s["f1"] for s in scores])
     count_error = np.array([s["count_error"] for s in scores])
     assert len(scores) == 50
-    assert f1.mean() >= 0.80 and np.median(f1) >= 0.85
-    assert np.mean([s["mean_iou"] for s in scores]) >= 0.71
+    assert f1.mean() >= 0.835 and np.median(f1) >= 0.85
+    assert np.mean([s["mean_iou"] for s in scores]) >= 0.72
     assert abs(np.median(count_error)) <= 0.03 and np.median(np.abs(count_error)) <= 0.11
 
 

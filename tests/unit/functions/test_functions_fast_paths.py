@@ -83,9 +83,15 @@ def reference_flood(landscape: np.ndarray, markers: np.ndarray, mask: np.ndarray
 
 
 def reference_half_maximum(
-    labels: np.ndarray, smoothed: np.ndarray, peak_field: np.ndarray, background: float, fraction: float
+    labels: np.ndarray,
+    smoothed: np.ndarray,
+    peak_field: np.ndarray,
+    background: float,
+    fraction: float,
+    levels: object = None,
 ) -> np.ndarray:
-    """Half-maximum outlines over the whole image, per-object peaks by ``np.maximum.at`` in float64."""
+    """Half-maximum outlines over the whole image, per-object peaks by ``np.maximum.at`` in float64 (``levels``,
+    the fast path's per-pixel reads, ignored: everything is read again here)."""
     count = int(labels.max())
     if count == 0:
         return labels
