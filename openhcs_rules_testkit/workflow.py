@@ -26,13 +26,16 @@ def write_config(folder: Path, config: dict) -> Path:
     return path
 
 
-def snakemake_command(folder: Path, configfile: Path, *extra: str, cores: int | None = 2) -> list[str]:
+def snakemake_command(
+    folder: Path, configfile: Path, *extra: str, cores: int | None = 2, module: str = "snakemake"
+) -> list[str]:
     """``python -m snakemake`` on the repository's Snakefile, run in ``folder`` with ``configfile``.
 
     ``--cores`` comes before ``extra`` (``cores=None`` leaves it out: ``extra`` then says it, or Snakemake's
-    default applies).
+    default applies). ``module``: another module that runs Snakemake's command line (the Slurm tests'
+    :data:`openhcs_rules_testkit.slurm.SLURM_SNAKEMAKE`).
     """
-    command = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "--directory", str(folder)]
+    command = [sys.executable, "-m", module, "-s", str(SNAKEFILE), "--directory", str(folder)]
     command += ["--configfile", str(configfile)]
     if cores is not None:
         command += ["--cores", str(cores)]
@@ -55,10 +58,11 @@ def snakemake(
     timeout: int = 600,
     env: dict[str, str] | None = None,
     cores: int | None = 2,
+    module: str = "snakemake",
 ) -> subprocess.CompletedProcess:
     """``python -m snakemake`` in ``folder`` with the repository's Snakefile; returns the finished process."""
     return subprocess.run(
-        snakemake_command(folder, configfile, *extra, cores=cores),
+        snakemake_command(folder, configfile, *extra, cores=cores, module=module),
         cwd=folder,
         env=snakemake_env(env),
         capture_output=True,

@@ -8,13 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from openhcs_rules_testkit.slurm import SLURM_FAST, last_job_id, submissions_since
+from openhcs_rules_testkit.slurm import SLURM_FAST, SLURM_SNAKEMAKE, last_job_id, submissions_since
 from openhcs_rules_testkit.workflow import REPO, snakemake, snakemake_command, snakemake_env, write_config
 
 pytestmark = pytest.mark.workflow
 
 SMALL = {"wells": ["B02", "B03", "C02"], "sites": 1, "z_planes": 2, "size": 256, "seed": 5}
 OTHER_RULES = ("generate_synthetic_plate", "discover", "estimate_illumination", "assemble_plate")
+#: cluster-generic checks every job's status every --seconds-between-status-checks (Snakemake's default 10 s,
+#: which made each of the run's 5 steps wait about 10 s for a job that had finished in 3-5 s)
+PBS_FAST = ("--seconds-between-status-checks", "1")
 
 
 def _outputs(folder: Path, plate: str = "demo") -> dict[str, str]:
@@ -36,7 +39,8 @@ def test_slurm_profile_gives_the_local_results(slurm, tmp_path, local_reference)
     screen = {"plates": {"demo": {"source": "synthetic", "synthetic": SMALL}}, "wells_per_job": 2}
     config = write_config(tmp_path, screen)
     before = last_job_id()
-    done = snakemake(tmp_path, config, "--profile", str(REPO / "profiles" / "slurm"), *SLURM_FAST)
+    slurm_profile = ("--profile", str(REPO / "profiles" / "slurm"))
+    done = snakemake(tmp_path, config, *slurm_profile, *SLURM_FAST, module=SLURM_SNAKEMAKE)
     assert done.returncode == 0, done.stderr[-4000:]
     assert _outputs(tmp_path) == local_reference
     submissions = submissions_since(before, tmp_path)
@@ -50,7 +54,7 @@ def test_pbs_profile_runs_through_torque_compatible_qsub(slurm, tmp_path, local_
     """Slurm's qsub/qstat/qdel wrappers (slurm-wlm-torque) stand in for a Torque server here."""
     config = write_config(tmp_path, {"plates": {"demo": {"source": "synthetic", "synthetic": SMALL}}})
     env = {"OPENHCS_PBS_DIALECT": "torque"}
-    done = snakemake(tmp_path, config, "--profile", str(REPO / "profiles" / "pbs"), env=env)
+    done = snakemake(tmp_path, config, "--profile", str(REPO / "profiles" / "pbs"), *PBS_FAST, env=env)
     assert done.returncode == 0, done.stderr[-4000:]
     assert _outputs(tmp_path) == local_reference
 
@@ -59,7 +63,8 @@ def test_a_job_cancelled_by_the_scheduler_is_retried(slurm, tmp_path):
     spec = {"wells": ["B02"], "sites": 2, "z_planes": 3, "size": 1024, "seed": 2}
     config = write_config(tmp_path, {"plates": {"demo": {"source": "synthetic", "synthetic": spec}}})
     before = last_job_id()
-    command = snakemake_command(tmp_path, config, "--profile", str(REPO / "profiles" / "slurm"), *SLURM_FAST)
+    slurm_profile = ("--profile", str(REPO / "profiles" / "slurm"))
+    command = snakemake_command(tmp_path, config, *slurm_profile, *SLURM_FAST, module=SLURM_SNAKEMAKE)
     run = subprocess.Popen(
         command, cwd=tmp_path, env=snakemake_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )

@@ -294,7 +294,13 @@ def test_a_server_run_streams_to_viewers_on_the_submitting_machine(hosts, tmp_pa
     serve = [PYTHON, "-m", "openhcs_rules", "serve", "--host", SERVER_HOST, "--port", str(SERVER_PORT)]
     serve += ["--keys-dir", str(server_keys), "--runs-dir", str(server_side / "runs"), "--http-port", "0"]
     serve += ["--pipelines", str(REPO / "config" / "pipelines"), "--max-runs", "2", "--cores", "2"]
-    server = hosts.popen(hosts.a, *serve, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # A is not a node of the test session's Slurm (slurmctld listens on the host's loopback, out of A's reach):
+    # an empty Slurm config there makes `scontrol show config`, which snakemake-executor-plugin-slurm runs when
+    # every Snakemake process starts (each run, each `run:` job), fail at once instead of after its 10 s timeout
+    no_slurm = tmp_path / "no-slurm.conf"
+    no_slurm.write_text("")
+    server_env = {**env, "SLURM_CONF": str(no_slurm)}
+    server = hosts.popen(hosts.a, *serve, env=server_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         _wait_listening(server)
         answers = [_started(process) for process in viewers]

@@ -44,9 +44,9 @@ def _screen(tmp_path: Path, port: int | None, **extra) -> Path:
     )
 
 
-def _run(tmp_path: Path, config: Path, *extra: str):
+def _run(tmp_path: Path, config: Path, *extra: str, module: str = "snakemake"):
     # viewer logs under the test's folder, not ~/.cache (the started viewer inherits the job's environment)
-    done = snakemake(tmp_path, config, *extra, env={"XDG_CACHE_HOME": str(tmp_path / "cache")})
+    done = snakemake(tmp_path, config, *extra, env={"XDG_CACHE_HOME": str(tmp_path / "cache")}, module=module)
     assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
     return done
 
@@ -154,12 +154,12 @@ def test_streaming_switched_on_for_a_finished_screen_reruns_no_well_and_a_dead_v
 
 
 def test_under_slurm_the_viewer_is_ensured_on_the_submit_host_and_jobs_ask_for_one_well(slurm, tmp_path, port):
-    from openhcs_rules_testkit.slurm import SLURM_FAST, last_job_id, submissions_since
+    from openhcs_rules_testkit.slurm import SLURM_FAST, SLURM_SNAKEMAKE, last_job_id, submissions_since
     from openhcs_rules_testkit.workflow import REPO
 
     config = _screen(tmp_path, port, wells_per_job=1)
     before = last_job_id()
-    done = _run(tmp_path, config, "--profile", str(REPO / "profiles" / "slurm"), *SLURM_FAST)
+    done = _run(tmp_path, config, "--profile", str(REPO / "profiles" / "slurm"), *SLURM_FAST, module=SLURM_SNAKEMAKE)
     assert "localrule ensure_viewer:" in done.stdout + done.stderr  # run by the main process, not submitted
     submissions = submissions_since(before, tmp_path)
     # generate + discover + illumination + 2 well chunks + assemble: no viewer job, no group job
