@@ -15,7 +15,22 @@ import yaml
 
 from openhcs_rules_testkit.paths import PIPELINE, REPO, SNAKEFILE
 
-__all__ = ["PIPELINE", "REPO", "SNAKEFILE", "snakemake", "snakemake_command", "snakemake_env", "write_config"]
+__all__ = [
+    "PIPELINE",
+    "REPO",
+    "SNAKEFILE",
+    "THREADS_FOR_RUN_JOBS",
+    "snakemake",
+    "snakemake_command",
+    "snakemake_env",
+    "write_config",
+]
+
+#: what ``profiles/default`` sets (``force-use-threads``), which Snakemake applies only when it runs from the
+#: repository root, never in a test's scratch folder: the one ``run:`` job (``well_folders``, a mkdir) runs in a
+#: thread of the Snakemake process instead of a whole new Snakemake process that parses the Snakefile again
+#: (~3 s of a core per plate's first run)
+THREADS_FOR_RUN_JOBS = ("--force-use-threads",)
 
 
 def write_config(folder: Path, config: dict) -> Path:
@@ -60,9 +75,12 @@ def snakemake(
     cores: int | None = 2,
     module: str = "snakemake",
 ) -> subprocess.CompletedProcess:
-    """``python -m snakemake`` in ``folder`` with the repository's Snakefile; returns the finished process."""
+    """``python -m snakemake`` in ``folder`` with the repository's Snakefile; returns the finished process.
+
+    With :data:`THREADS_FOR_RUN_JOBS`, as a run from the repository root has it from ``profiles/default``.
+    """
     return subprocess.run(
-        snakemake_command(folder, configfile, *extra, cores=cores, module=module),
+        snakemake_command(folder, configfile, *THREADS_FOR_RUN_JOBS, *extra, cores=cores, module=module),
         cwd=folder,
         env=snakemake_env(env),
         capture_output=True,

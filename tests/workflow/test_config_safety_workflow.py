@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -58,24 +59,35 @@ def _refused_configs(tmp_path: Path) -> dict[str, tuple[dict, str]]:
     }
 
 
+def _validate_and_plan(folder: Path, path: Path) -> tuple[subprocess.CompletedProcess, subprocess.CompletedProcess]:
+    """``openhcs-rules validate`` and ``snakemake -n`` on one config."""
+    validate = subprocess.run(
+        [sys.executable, "-m", "openhcs_rules", "validate", str(path)],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    return validate, snakemake(folder, path, "-n")
+
+
 @pytest.mark.workflow
 def test_validate_and_the_workflow_refuse_the_same_configs_with_the_same_message(tmp_path):
-    for label, (config, expected) in _refused_configs(tmp_path).items():
+    refused = _refused_configs(tmp_path)
+    paths = {}
+    for label, (config, _) in refused.items():
         folder = tmp_path / label.replace(" ", "_")
         folder.mkdir()
         config.setdefault("pipeline", str(PIPELINE))
-        path = write_config(folder, config)
-        validate = subprocess.run(
-            [sys.executable, "-m", "openhcs_rules", "validate", str(path)],
-            cwd=folder,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        paths[label] = (folder, write_config(folder, config))
+    # the configs are independent: their commands (mostly Python and Snakemake starting up) run side by side
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        outcomes = dict(zip(paths, pool.map(lambda where: _validate_and_plan(*where), paths.values()), strict=True))
+    for label, (_, expected) in refused.items():
+        validate, run = outcomes[label]
         assert validate.returncode != 0, f"{label}: validate said {validate.stdout}"
         assert expected in validate.stderr, f"{label}: {validate.stderr}"
         assert "Traceback" not in validate.stderr, label
-        run = snakemake(folder, path, "-n")
         assert run.returncode != 0, f"{label}: the workflow planned it"
         problem = next(line for line in validate.stderr.splitlines() if line.startswith("  - ") and expected in line)
         assert problem in run.stderr + run.stdout, f"{label}: workflow said {run.stderr[-2000:]}"

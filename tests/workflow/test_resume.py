@@ -6,30 +6,41 @@ import os
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
-from openhcs_rules_testkit.workflow import snakemake, snakemake_command, snakemake_env, write_config
+from openhcs_rules_testkit.workflow import (
+    THREADS_FOR_RUN_JOBS,
+    snakemake,
+    snakemake_command,
+    snakemake_env,
+    write_config,
+)
 
 pytestmark = pytest.mark.workflow
 
 SPEC = {"wells": ["B02", "B03", "C02", "C03"], "sites": 2, "z_planes": 3, "size": 512, "seed": 9}
 
 
-@pytest.mark.parametrize("wells_per_job", [1, 4])
-def test_killed_run_resumes_with_only_the_unfinished_wells(tmp_path, wells_per_job):
-    reference = tmp_path / "reference"
-    reference.mkdir()
-    config = write_config(reference, {"plates": {"demo": {"source": "synthetic", "synthetic": SPEC}}})
-    assert snakemake(reference, config).returncode == 0
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> Path:
+    """An uninterrupted run of the plate: what every resumed run must end up with (one for all parameters)."""
+    folder = tmp_path_factory.mktemp("reference")
+    config = write_config(folder, {"plates": {"demo": {"source": "synthetic", "synthetic": SPEC}}})
+    assert snakemake(folder, config).returncode == 0
+    return folder
 
+
+@pytest.mark.parametrize("wells_per_job", [1, 4])
+def test_killed_run_resumes_with_only_the_unfinished_wells(tmp_path, reference, wells_per_job):
     folder = tmp_path / "interrupted"
     folder.mkdir()
     config = write_config(
         folder, {"plates": {"demo": {"source": "synthetic", "synthetic": SPEC}}, "wells_per_job": wells_per_job}
     )
     wells = folder / "results" / "demo" / "wells"
-    command = snakemake_command(folder, config, "--cores", "1")
+    command = snakemake_command(folder, config, *THREADS_FOR_RUN_JOBS, "--cores", "1")
     run = subprocess.Popen(
         command,
         cwd=folder,

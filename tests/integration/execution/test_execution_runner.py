@@ -311,6 +311,7 @@ def test_a_restarted_server_readopts_live_runs_and_marks_dead_ones_interrupted(t
     killed = store.get("killed")
     assert killed.state is RunState.INTERRUPTED and "was gone" in killed.message
     assert second.active_runs() == ["live"]
+    second.resume("killed")  # now, not once the live run has ended: the two runs share the machine's cores
     live = finished(store, "live")
     assert (live.state, live.exit_code) == (RunState.SUCCEEDED, 0)  # its exit, though it is not our child
     assert_results_complete(live_folder, "beta", ["B02", "B03"])
@@ -318,7 +319,6 @@ def test_a_restarted_server_readopts_live_runs_and_marks_dead_ones_interrupted(t
     assert states(store, "live") == ["running", "succeeded"]
     assert_events_numbered(store, "live")
 
-    second.resume("killed")
     killed = finished(store, "killed")
     assert killed.state is RunState.SUCCEEDED, killed.message
     assert "stale Snakemake lock" in run_paths(killed_folder)["log"].read_text()
