@@ -9,7 +9,8 @@ machine lands on every configuration rather than on one:
   floor     the pipeline's kernels (flat-field estimate, then per site: read, flat-field, background,
             max projection, denoise, segmentation, measurement) called in a plain Python loop, one process,
             no Snakemake, no output files;
-  cores1    `snakemake --cores 1` on a screen config naming that plate: discovery, illumination, the well
+  cores1    `snakemake --cores 1` on a screen config naming that plate (with profiles/default's --force-use-threads,
+            as a run from the repository root has it; since session 8): discovery, illumination, the well
             jobs (wells_per_job auto: one well per job for 4 wells) writing OME-Zarr/CSV, plate assembly;
   cores2    the same with --cores 2;
   one_job   --cores 1 with all 4 wells in one job (`wells_per_job: 4`): the per-job start-up paid once.

@@ -15,21 +15,12 @@ import yaml
 
 from openhcs_rules_testkit.paths import PIPELINE, REPO, SNAKEFILE
 
-__all__ = [
-    "PIPELINE",
-    "REPO",
-    "SNAKEFILE",
-    "THREADS_FOR_RUN_JOBS",
-    "snakemake",
-    "snakemake_command",
-    "snakemake_env",
-    "write_config",
-]
+__all__ = ["PIPELINE", "REPO", "SNAKEFILE", "snakemake", "snakemake_command", "snakemake_env", "write_config"]
 
 #: what ``profiles/default`` sets (``force-use-threads``), which Snakemake applies only when it runs from the
-#: repository root, never in a test's scratch folder: the one ``run:`` job (``well_folders``, a mkdir) runs in a
-#: thread of the Snakemake process instead of a whole new Snakemake process that parses the Snakefile again
-#: (~3 s of a core per plate's first run)
+#: repository root, never in a test's or benchmark's scratch folder: the one ``run:`` job (``well_folders``, a
+#: mkdir) runs in a thread of the Snakemake process instead of a whole new Snakemake process that parses the
+#: Snakefile again (~3 s of a core per plate's first run)
 THREADS_FOR_RUN_JOBS = ("--force-use-threads",)
 
 
@@ -48,10 +39,11 @@ def snakemake_command(
 
     ``--cores`` comes before ``extra`` (``cores=None`` leaves it out: ``extra`` then says it, or Snakemake's
     default applies). ``module``: another module that runs Snakemake's command line (the Slurm tests'
-    :data:`openhcs_rules_testkit.slurm.SLURM_SNAKEMAKE`).
+    :data:`openhcs_rules_testkit.slurm.SLURM_SNAKEMAKE`). With :data:`THREADS_FOR_RUN_JOBS`, as a run from the
+    repository root has it from ``profiles/default``.
     """
     command = [sys.executable, "-m", module, "-s", str(SNAKEFILE), "--directory", str(folder)]
-    command += ["--configfile", str(configfile)]
+    command += ["--configfile", str(configfile), *THREADS_FOR_RUN_JOBS]
     if cores is not None:
         command += ["--cores", str(cores)]
     return [*command, *extra]
@@ -75,12 +67,9 @@ def snakemake(
     cores: int | None = 2,
     module: str = "snakemake",
 ) -> subprocess.CompletedProcess:
-    """``python -m snakemake`` in ``folder`` with the repository's Snakefile; returns the finished process.
-
-    With :data:`THREADS_FOR_RUN_JOBS`, as a run from the repository root has it from ``profiles/default``.
-    """
+    """:func:`snakemake_command` run in ``folder``; returns the finished process."""
     return subprocess.run(
-        snakemake_command(folder, configfile, *THREADS_FOR_RUN_JOBS, *extra, cores=cores, module=module),
+        snakemake_command(folder, configfile, *extra, cores=cores, module=module),
         cwd=folder,
         env=snakemake_env(env),
         capture_output=True,

@@ -10,13 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from openhcs_rules_testkit.workflow import (
-    THREADS_FOR_RUN_JOBS,
-    snakemake,
-    snakemake_command,
-    snakemake_env,
-    write_config,
-)
+from openhcs_rules_testkit.workflow import snakemake, snakemake_command, snakemake_env, write_config
 
 pytestmark = pytest.mark.workflow
 
@@ -40,7 +34,7 @@ def test_killed_run_resumes_with_only_the_unfinished_wells(tmp_path, reference, 
         folder, {"plates": {"demo": {"source": "synthetic", "synthetic": SPEC}}, "wells_per_job": wells_per_job}
     )
     wells = folder / "results" / "demo" / "wells"
-    command = snakemake_command(folder, config, *THREADS_FOR_RUN_JOBS, "--cores", "1")
+    command = snakemake_command(folder, config, "--cores", "1")
     run = subprocess.Popen(
         command,
         cwd=folder,
