@@ -18,6 +18,7 @@ from openhcs_rules.errors import ConfigError
 from openhcs_rules.jobs.options import WellJobOptions
 from openhcs_rules.jobs.process_wells import drop_stale_chunks as drop_stale_chunks_of
 from openhcs_rules.plate.chunks import CHUNK_PATTERN, PlateChunks
+from openhcs_rules.snakemake_timers import cancel_scheduler_wakeups
 
 # Python's default collection thresholds (700, 10, 10) suit small heaps. Planning a screen of 1,000 plates makes
 # Snakemake build ~10^6 objects (19,000 jobs and their files), nearly none of them garbage, and the collector
