@@ -24,10 +24,8 @@ REEVALUATION_METHOD_PREFIX = "JobScheduler._schedule_reev"
 
 def is_scheduler_wakeup(function: Callable[..., Any] | None) -> bool:
     """True for the callback of a timer Snakemake's scheduler set to wake itself."""
-    return (
-        getattr(function, "__module__", None) == SCHEDULER_MODULE
-        and getattr(function, "__qualname__", "").startswith(REEVALUATION_METHOD_PREFIX)
-    )
+    qualname = getattr(function, "__qualname__", "")
+    return getattr(function, "__module__", None) == SCHEDULER_MODULE and qualname.startswith(REEVALUATION_METHOD_PREFIX)
 
 
 def cancel_scheduler_wakeups() -> int:
