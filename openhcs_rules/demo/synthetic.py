@@ -40,7 +40,6 @@ from __future__ import annotations
 import csv
 import io
 import math
-import os
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,10 +51,10 @@ import scipy.ndimage as ndi
 import tifffile
 
 from openhcs_rules.core.files import atomic_path, atomic_write_text
+from openhcs_rules.demo.ground_truth import GROUND_TRUTH_FILE
 from openhcs_rules.functions._resample import block_mean, upsample
 from openhcs_rules.plate.naming import PLATE_LAYOUTS, normalise_well_name, parse_well_name
 
-GROUND_TRUTH_FILE = "ground_truth.csv"
 DEFAULT_WELLS = ("B02", "B03", "C02", "C03")
 WAVE_NAMES = ("DAPI", "FITC", "Texas Red", "Cy5")
 WAVELENGTHS_NM = (452.0, 536.0, 624.0, 692.0)
@@ -593,19 +592,3 @@ def generate_imagexpress_plate(
         "counts_by_timepoint": counts,
         "treatment": {well: treatment_factor(well) for well in wells},
     }
-
-
-def read_ground_truth(plate_dir: str | os.PathLike[str], timepoint: int = 1) -> dict[str, dict[int, int]]:
-    """{well: {site: true count}} of one time point from a generated plate's ``ground_truth.csv``.
-
-    A plate folder without the file was not generated completely (the file is written last).
-    """
-    path = Path(plate_dir) / GROUND_TRUTH_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing: the synthetic plate was not generated completely")
-    result: dict[str, dict[int, int]] = {}
-    with open(path, newline="", encoding="utf-8") as handle:
-        for row in csv.DictReader(handle):
-            if int(row["t"]) == timepoint:
-                result.setdefault(row["well"], {})[int(row["site"])] = int(row["true_count"])
-    return result

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from openhcs_rules.core.files import remove_stale_temps
+from openhcs_rules.demo.ground_truth import GROUND_TRUTH_FILE, read_ground_truth
 from openhcs_rules.io.registry import backend_for
 from openhcs_rules.io.well_folder import WellFolder
 from openhcs_rules.jobs import tables
@@ -54,8 +55,6 @@ PLATE_OUTPUTS = (
 
 def true_counts(plate: PlateStructure) -> dict[tuple[str, int], int] | None:
     """True object counts per (well, timepoint), over the well's sites, for generated demo plates, else None."""
-    from openhcs_rules.demo.synthetic import GROUND_TRUTH_FILE, read_ground_truth
-
     if not (Path(plate.root) / GROUND_TRUTH_FILE).is_file():
         return None
     return {

@@ -11,12 +11,11 @@ import scipy.ndimage as ndi
 import tifffile
 
 from openhcs_rules.demo import synthetic
+from openhcs_rules.demo.ground_truth import GROUND_TRUTH_FILE, read_ground_truth
 from openhcs_rules.demo.synthetic import (
-    GROUND_TRUTH_FILE,
     density_factor,
     generate_imagexpress_plate,
     image_path,
-    read_ground_truth,
     synthesize_site,
     treatment_factor,
     vignetting,

@@ -15,7 +15,8 @@ import scipy.ndimage as ndi
 import tifffile
 from skimage.filters import threshold_otsu
 
-from openhcs_rules.demo.synthetic import generate_imagexpress_plate, image_path, read_ground_truth, synthesize_site
+from openhcs_rules.demo.ground_truth import read_ground_truth
+from openhcs_rules.demo.synthetic import generate_imagexpress_plate, image_path, synthesize_site
 from openhcs_rules.functions.background import subtract_background
 from openhcs_rules.functions.illumination import estimate_illumination, flatfield_correct
 from openhcs_rules.functions.segmentation import count_objects, estimate_diameter, otsu_threshold, segment_nuclei
