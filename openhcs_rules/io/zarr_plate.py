@@ -113,6 +113,12 @@ def pixel_compressor() -> Any:
     return BloscCodec(cname="zstd", clevel=1, shuffle="shuffle")
 
 
+#: zarr writes every chunk, without first comparing it with the fill value to leave out the empty ones: that
+#: comparison took half of a 2048^2 site's write (6 planes: 0.17 s, 0.08 s without), and a camera plane is never
+#: all zeros. An empty label chunk (no object there) is then stored, compressed to a few bytes.
+WRITE_EVERY_CHUNK = {"write_empty_chunks": True}
+
+
 def _write_level(group: Any, level: int, array: np.ndarray, axes: tuple[str, ...]) -> None:
     """One pyramid level as array ``<level>`` of ``group``.
 
@@ -126,6 +132,7 @@ def _write_level(group: Any, level: int, array: np.ndarray, axes: tuple[str, ...
         chunk_key_encoding=FLAT_CHUNK_KEYS,
         dimension_names=axes,
         compressors=[pixel_compressor()],
+        config=WRITE_EVERY_CHUNK,
     )
 
 
