@@ -28,8 +28,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections import deque
 from collections.abc import Callable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -37,6 +38,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from openhcs_rules.core.files import atomic_path, atomic_write_bytes, atomic_write_text, remove_stale_temps
+from openhcs_rules.core.priority import lower_helper_priority
 from openhcs_rules.pipeline.executor import LabelKey, PlaneKey, WellResult
 
 #: the images folder of each local layout (``output.backend``)
@@ -49,6 +51,10 @@ OBJECT_COLUMNS = ("plate", "well", "site", "z", "t", "label", "area_px", "centro
 _LABELS_MARK = "_labels_"
 #: ``output.images``: what a well's field images hold (see the module's text)
 IMAGE_CONTENTS = ("raw", "processed", "both")
+#: sites a well's writer may hold not yet written; the next submit waits for the oldest beyond that. Its thread
+#: runs at a helper's priority (core.priority): on a machine whose cores are all busy it can fall behind the
+#: kernels, and each site it holds is that site's planes and labels in memory
+MAX_UNWRITTEN_SITES = 2
 #: where ``both`` puts the processed images: a group of ``images.zarr``, a folder of ``images/``
 PROCESSED = "processed"
 
@@ -261,8 +267,9 @@ class WellImageWriter:
             raise ValueError(f"unknown images {images!r}; known: {', '.join(IMAGE_CONTENTS)}")
         self.folder, self.levels, self.images = folder, pyramid_levels, images
         self.describe = describe  # a zarr_plate.FieldDescription: write each field's NGFF metadata too
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="writer")
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="writer", initializer=lower_helper_priority)
         self._futures: list[Future[None]] = []
+        self._unwritten: deque[list[Future[None]]] = deque()  # each submitted site's writes, oldest first
 
     def __enter__(self) -> WellImageWriter:
         self._atomic = atomic_path(self.folder.images)
@@ -310,14 +317,18 @@ class WellImageWriter:
         failed = opened.exception() if opened is not None and opened.done() else None
         if failed is not None:
             raise failed  # the well's group could not be made (a full disk): stop the well here
+        while len(self._unwritten) >= MAX_UNWRITTEN_SITES:
+            wait(self._unwritten.popleft())  # a failed write is raised at the end, with the others
+        writes: list[Future[None]] = []
         for where, planes, dtype in self._contents(result):
             if self.folder.layout == "zarr":
                 for site, data in stack_fields(planes, result.labels, dtype).items():
-                    self._futures.append(self._pool.submit(self._write_field, where, site - 1, data))
+                    writes.append(self._pool.submit(self._write_field, where, site - 1, data))
             else:
                 folder = self._tmp / where if where else self._tmp
-                job = self._pool.submit(_write_tiffs, planes, result.labels, folder, self.folder.well)
-                self._futures.append(job)
+                writes.append(self._pool.submit(_write_tiffs, planes, result.labels, folder, self.folder.well))
+        self._futures.extend(writes)
+        self._unwritten.append(writes)
 
     def _write_field(self, where: str, index: int, data: Field) -> None:
         """One field into the group of ``where`` (made by :meth:`_open`, earlier in the same thread)."""

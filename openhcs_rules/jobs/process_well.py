@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from openhcs_rules.core.arrays import resolve_memory_type
+from openhcs_rules.core.priority import lower_helper_priority
 from openhcs_rules.io.base import StorageBackend
 from openhcs_rules.io.registry import backend_for
 from openhcs_rules.io.well_folder import WellFolder, WellImageWriter, take
@@ -72,7 +73,7 @@ class SiteReader:
         self, plate: PlateStructure, backend: StorageBackend, measure: Callable[[Planes], Any] | None = None
     ) -> None:
         self.plate, self.backend, self.measure = plate, backend, measure
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch")
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch", initializer=lower_helper_priority)
         self._pending: dict[tuple[str, int | None], Future[Planes]] = {}
         self._measures: dict[tuple[str, int | None], Future[Any]] = {}
 

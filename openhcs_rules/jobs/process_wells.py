@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from openhcs_rules.core.files import atomic_write_text, remove_stale_temps
+from openhcs_rules.core.priority import lower_helper_priority
 from openhcs_rules.errors import OpenHCSError
 from openhcs_rules.io.base import StorageBackend
 from openhcs_rules.io.well_folder import WellFolder
@@ -202,7 +203,7 @@ def run_wells(
     plate = inputs.plate
     overlap = not saves_wells_elsewhere(inputs.backend)
     errors: dict[str, Future[str | None]] = {}
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="finish") as finisher:
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="finish", initializer=lower_helper_priority) as finisher:
         for index, well in enumerate(wells):
             scope = events.well(well)
             entered = finisher.submit(scope.__enter__)

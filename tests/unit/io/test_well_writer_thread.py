@@ -63,3 +63,30 @@ def test_take_does_work_that_has_not_started_in_the_caller_s_thread():
         done = pool.submit(lambda: "from the writer")
         done.result()
         assert take(done, lambda: "again") == "from the writer"
+
+
+def test_a_writer_that_falls_behind_holds_at_most_its_limit_of_sites(tmp_path, monkeypatch):
+    """Its thread runs at a helper's priority and can fall behind the kernels: the next submit then waits."""
+    from openhcs_rules.io import well_folder
+
+    gate, written = threading.Event(), []
+    write_field = zarr_plate.write_field
+
+    def slow(group, index, data, levels, describe):
+        gate.wait(30)
+        write_field(group, index, data, levels, describe)
+        written.append(index)
+
+    monkeypatch.setattr(zarr_plate, "write_field", slow)
+    folder = WellFolder(tmp_path / "B02")
+    with folder.image_writer(pyramid_levels=1, images="raw") as writer:
+        for site in range(1, well_folder.MAX_UNWRITTEN_SITES + 1):
+            writer.submit(_result(site))  # room for these: no wait
+        one_more = threading.Thread(target=writer.submit, args=(_result(well_folder.MAX_UNWRITTEN_SITES + 1),))
+        one_more.start()
+        one_more.join(timeout=0.5)
+        assert one_more.is_alive() and written == []  # waits for the oldest site's write
+        gate.set()
+        one_more.join(timeout=30)
+        assert not one_more.is_alive()
+    assert sorted(folder.read_fields()) == list(range(1, well_folder.MAX_UNWRITTEN_SITES + 2))
