@@ -14,6 +14,9 @@ machine lands on every configuration rather than on one:
             jobs (wells_per_job auto: one well per job for 4 wells) writing OME-Zarr/CSV, plate assembly;
   cores2    the same with --cores 2;
   one_job   --cores 1 with all 4 wells in one job (`wells_per_job: 4`): the per-job start-up paid once.
+Before every run the plate's files are read once, untimed, so that each run starts with them in the page cache:
+this VM's kernel pages out files left unread for about a minute (DAMON), which made whichever run came first
+after a pause up to twice as slow (a floor of 58.7 s against 24.4 s in the same sitting).
 Each figure is the median over the repeats, with its min..max; workflow_overhead_ratio = median cores1 /
 median floor (goal <= 1.10). Where a --cores 1 run's time goes comes from the rules' `benchmark:` files
 (each job's wall seconds); "snakemake" is the run's wall time less its jobs' (start-up, DAG, scheduling,
@@ -77,6 +80,15 @@ class Run:
     objects: int
     job_seconds: dict[str, float] = field(default_factory=dict)  # rule -> its jobs' wall seconds, summed
     rss_mb: list[float] = field(default_factory=list)  # max_rss of each process_wells job
+
+
+def read_into_page_cache(folder: Path) -> None:
+    """Read every file of ``folder`` once (the module docstring says why), so a run does not pay for the disk."""
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            with path.open("rb") as handle:
+                while handle.read(1 << 24):
+                    pass
 
 
 def floor(plate_dir: Path) -> Run:
@@ -195,6 +207,7 @@ def main() -> None:
     figures = {name: Figures() for name in chosen}
     for repeat in range(args.repeats):
         for name in chosen:
+            read_into_page_cache(plate_dir)
             run = runners[name]()
             figures[name].runs.append(run)
             print(f"repeat {repeat + 1}/{args.repeats} {name:8} {run.wall:7.2f} s", flush=True)
