@@ -11,6 +11,7 @@ instead of the pipeline's output, and the per-image quality measures (focus, sat
 
 from __future__ import annotations
 
+import importlib
 import logging
 import time
 from collections import deque
@@ -55,6 +56,13 @@ def _stacks_sites(pipeline: Pipeline) -> bool:
 
 Planes = dict[PlaneKey, np.ndarray]
 
+#: libraries the pipeline's kernels import on first use (functions/*.py import them lazily, so that a job that
+#: never segments does not pay for scikit-image). A well job imports them in its read-ahead thread, right after
+#: its first read, while the first site's first steps run: measured on the pipeline benchmark, the main thread
+#: otherwise stopped ~0.3 s in its first segmentation to import scikit-image (and scipy.spatial with it).
+#: ``module:attribute`` takes the attribute too: scikit-image's packages load their functions on first access.
+KERNEL_MODULES = ("scipy.ndimage", "skimage.segmentation:watershed")
+
 
 class SiteReader:
     """Reads a job's planes in a background thread, one site ahead of the processing, across its wells.
@@ -91,6 +99,13 @@ class SiteReader:
         assert self.measure is not None  # only submitted with one
         return self.measure(read.result())  # done: submitted after it, to the same one thread
 
+    def warm(self, modules: tuple[str, ...]) -> None:
+        """Import ``modules`` in the read-ahead thread, after the reads asked for so far (see KERNEL_MODULES).
+
+        A module that does not import is left to fail where it is used, with that step's error.
+        """
+        self._pool.submit(_import_quietly, modules)
+
     def read(self, well: str, site: int | None) -> Planes:
         """The planes of ``well`` at ``site``: the prefetched ones, or read now."""
         self.prefetch(well, site)
@@ -112,6 +127,17 @@ class SiteReader:
                 job.cancel()
             pending.clear()
         self._pool.shutdown(wait=True)
+
+
+def _import_quietly(modules: tuple[str, ...]) -> None:
+    for entry in modules:
+        name, _, attribute = entry.partition(":")
+        try:
+            module = importlib.import_module(name)
+            if attribute:
+                getattr(module, attribute)
+        except Exception:  # noqa: BLE001 - an optional library missing here: the step that needs it says so
+            log.debug("warm-up import of %s failed", entry, exc_info=True)
 
 
 def iter_site_results(
@@ -342,6 +368,7 @@ class WellJobInputs:
         reader = SiteReader(plate, storage, lambda planes: measure_images(planes, names))
         if first_well is not None and first_well in plate.wells and plate.wells[first_well].sites:
             reader.prefetch(first_well, plate.wells[first_well].sites[0])
+        reader.warm(KERNEL_MODULES)
         try:
             return cls._load(plate, names, pipeline_path, options, storage, reader)
         except BaseException:

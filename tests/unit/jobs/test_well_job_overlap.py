@@ -156,3 +156,24 @@ def test_the_run_key_of_plate_json_s_bytes_is_that_of_the_file(tmp_path, plate):
     assert process_wells.well_run_key(plate.read_bytes(), PIPELINE, options) == from_file
     manifest = _run(tmp_path, plate)
     assert manifest["run_key"] == from_file
+
+
+def test_the_kernels_libraries_are_imported_in_the_read_ahead_thread(plate, monkeypatch):
+    """After the first read, not by the first step that needs them; one that does not import fails nothing."""
+    import sys
+
+    threads: dict[str, str] = {}
+    load = process_well.importlib.import_module
+
+    def recorded(name):
+        threads[name] = threading.current_thread().name
+        return load(name)
+
+    monkeypatch.setattr(process_well.importlib, "import_module", recorded)
+    monkeypatch.setattr(process_well, "KERNEL_MODULES", ("colorsys", "json:no_such_attribute", "no_such_module_x"))
+    monkeypatch.delitem(sys.modules, "colorsys", raising=False)
+    inputs = WellJobInputs.load(plate, PIPELINE, WellJobOptions(gpu="numpy"), first_well="B02")
+    inputs.close()  # waits for the read-ahead thread's work
+    assert "colorsys" in sys.modules
+    warmed = {name: threads.get(name, "not imported") for name in ("colorsys", "json", "no_such_module_x")}
+    assert all(thread.startswith("prefetch") for thread in warmed.values()), warmed
