@@ -842,14 +842,15 @@ def _half_maximum(
     The outline of a blurred object is where its intensity falls to half of its own peak above the
     background (full width at half maximum), whatever its brightness; a global threshold draws bright nuclei
     too large and dim ones too small. Holes (dim nucleoli) inside an object are kept. Numpy or cupy arrays.
-    ``levels``: :func:`_object_levels` of these arrays, when already computed.
+    ``levels``: :func:`_object_levels` of these arrays, when already computed (the caller has then seen objects:
+    no second pass over the labels to look for any).
     """
     xp, _ = modules_for(labels)
-    if int(labels.max()) == 0:
-        return labels
-    inside, owner, values, peak = (
-        levels if levels is not None else _object_levels(labels, smoothed, peak_field, background)
-    )
+    if levels is None:
+        if int(labels.max()) == 0:
+            return labels
+        levels = _object_levels(labels, smoothed, peak_field, background)
+    inside, owner, values, peak = levels
     cut = background + fraction * (peak - background)
     kept = xp.zeros(labels.shape, dtype=labels.dtype)
     brighter = inside[values > cut[owner]]
