@@ -50,6 +50,8 @@ rule assemble_plate:
         wells_dir=plate_wells_folder,
         out_dir=lambda wc: f"{OUT}/{wc.plate}",
         backend=BACKEND,
+        # already shell-quoted, argument by argument (used without :q below): as lists with :q they would be
+        # stored differently by Snakemake, whose params trigger would then reassemble every finished plate
         platemap=lambda wc: " ".join(f"--platemap {shlex.quote(path)}" for path in platemap_input(wc)),
         feature=SCREEN["controls"]["feature"],
         nuclei=lambda wc: " ".join(shlex.quote(arg) for arg in nuclei_channel_args(wc.plate)),
