@@ -13,7 +13,13 @@ machine lands on every configuration rather than on one:
             as a run from the repository root has it; since session 8): discovery, illumination, the well
             jobs (wells_per_job auto: one well per job for 4 wells) writing OME-Zarr/CSV, plate assembly;
   cores2    the same with --cores 2;
-  one_job   --cores 1 with all 4 wells in one job (`wells_per_job: 4`): the per-job start-up paid once.
+  one_job   --cores 1 with all 4 wells in one job (`wells_per_job: 4`): the per-job start-up paid once;
+  one_process  the jobs of the cores1 run (discover, illumination, each chunk's process-wells, assemble),
+            same commands and arguments as the rules give them, called one after another in one fresh
+            Python process without Snakemake: every output written, but one interpreter start and one
+            heap. cores1 / one_process is what a process per job and Snakemake cost; one_process / floor is
+            what writing the outputs (and discovery, assembly) costs. It is the bound for a long-lived
+            worker that would run every local job.
 Before every run the plate's files are read once, untimed, so that each run starts with them in the page cache:
 this VM's kernel pages out files left unread for about a minute (DAMON), which made whichever run came first
 after a pause up to twice as slow (a floor of 58.7 s against 24.4 s in the same sitting).
@@ -36,6 +42,7 @@ import shlex
 import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -50,7 +57,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 WELLS = ["B02", "B03", "C02", "C03"]
-CONFIGS = ("floor", "cores1", "cores2", "one_job")
+CONFIGS = ("floor", "cores1", "cores2", "one_job", "one_process")
 #: rule -> the benchmark files (under benchmarks/bench_plate/) of its jobs
 RULE_BENCHMARKS = {
     "discover": "discover.tsv",
@@ -152,6 +159,72 @@ def workflow(plate_dir: Path, cores: int, wells_per_job: int | str = "auto", ext
     return Run(wall, objects, seconds, rss)
 
 
+def one_process(plate_dir: Path) -> Run:
+    """The cores1 run's jobs in one fresh Python process, without Snakemake (module docstring)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        start = time.perf_counter()
+        done = subprocess.run(
+            [sys.executable, __file__, "--jobs-in-this-process", str(workdir), "--plate", str(plate_dir)],
+            env=snakemake_env(),
+            cwd=workdir,
+            capture_output=True,
+            text=True,
+        )
+        wall = time.perf_counter() - start
+        if done.returncode != 0:
+            raise SystemExit(f"jobs in one process failed ({done.returncode}):\n{done.stderr[-3000:]}")
+        with (workdir / "results" / "bench_plate" / "wells.csv").open() as handle:
+            objects = sum(int(float(row["Nuclei_Count"])) for row in csv.DictReader(handle))
+    return Run(wall, objects)
+
+
+def run_jobs_in_this_process(workdir: Path, plate_dir: Path) -> None:
+    """Discovery, illumination, every chunk's well job and assembly through the console script's ``main``,
+    with the arguments the rules give for :func:`workflow`'s config (``wells_per_job: auto``)."""
+    from openhcs_rules.cli import main as run_command
+    from openhcs_rules.config import check_screen
+    from openhcs_rules.jobs.options import WellJobOptions
+    from openhcs_rules.plate.chunks import PlateChunks
+
+    os.chdir(workdir)
+    screen = check_screen(
+        {"plates": {"bench_plate": {"source": "disk", "path": str(plate_dir)}}, "pipeline": str(PIPELINE)}
+    )
+    out = Path("results") / "bench_plate"
+    plate_json, illumination, wells = str(out / "plate.json"), str(out / "illumination.npz"), str(out / "wells")
+
+    def run(*command: str) -> None:
+        if run_command(list(command)) != 0:
+            raise SystemExit(f"{command[0]} failed")
+
+    run(
+        "discover",
+        "--name",
+        "bench_plate",
+        "--path",
+        str(plate_dir),
+        "--format",
+        "auto",
+        "--pipeline",
+        str(PIPELINE),
+        "--out",
+        plate_json,
+    )
+    run("illumination", "--plate-json", plate_json, "--out", illumination, "--max-images", "64")
+    options = WellJobOptions.from_screen(screen, "bench_plate", illumination=illumination).to_argv()
+    for chunk in PlateChunks(screen["wells_per_job"])(plate_json):
+        manifest = str(out / "chunks" / f"{chunk}.json")
+        run(
+            *("process-wells", "--plate-json", plate_json, "--chunk", chunk, "--pipeline", str(PIPELINE)),
+            *("--wells-dir", wells, "--manifest", manifest, *options),
+        )
+    run(
+        *("assemble", "--plate-json", plate_json, "--wells-dir", wells, "--out-dir", str(out), "--backend", "zarr"),
+        *("--control-feature", screen["controls"]["feature"], "--illumination", illumination),
+    )
+
+
 def _tsv_rows(path: Path) -> list[dict[str, str]]:
     with path.open() as handle:
         return list(csv.DictReader(handle, delimiter="\t"))
@@ -190,7 +263,12 @@ def main() -> None:
     parser.add_argument(
         "--snakemake-args", default="", help="more arguments for every Snakemake run, e.g. '--scheduler greedy'"
     )
+    parser.add_argument("--jobs-in-this-process", type=Path, help=argparse.SUPPRESS)  # one_process's own run
+    parser.add_argument("--plate", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.jobs_in_this_process:
+        run_jobs_in_this_process(args.jobs_in_this_process, args.plate)
+        return
     chosen = [name for name in args.only.split(",") if name]
     unknown = set(chosen) - set(CONFIGS)
     if unknown or "floor" not in chosen:
@@ -203,6 +281,7 @@ def main() -> None:
         "cores1": lambda: workflow(plate_dir, 1, extra=extra),
         "cores2": lambda: workflow(plate_dir, 2, extra=extra),
         "one_job": lambda: workflow(plate_dir, 1, wells_per_job=len(WELLS), extra=extra),
+        "one_process": lambda: one_process(plate_dir),
     }
     figures = {name: Figures() for name in chosen}
     for repeat in range(args.repeats):
@@ -222,6 +301,7 @@ def main() -> None:
         "cores1": "snakemake --cores 1",
         "cores2": "snakemake --cores 2",
         "one_job": f"snakemake --cores 1, wells_per_job {len(WELLS)}",
+        "one_process": "cores1's jobs in 1 process, no Snakemake",
     }
     base = figures["floor"].median
     print(
@@ -250,6 +330,10 @@ def main() -> None:
         headline["cores1_snakemake_s"] = round(cores1.snakemake_s(), 2)
     if "one_job" in figures:
         headline["workflow_overhead_ratio_one_job"] = round(figures["one_job"].median / base, 4)
+    if "one_process" in figures:
+        headline["one_process_over_floor"] = round(figures["one_process"].median / base, 4)
+        if "cores1" in figures:
+            headline["cores1_over_one_process"] = round(figures["cores1"].median / figures["one_process"].median, 4)
     for name, found in figures.items():
         headline[f"{name}_s"] = round(found.median, 2)
         headline[f"{name}_s_min"] = round(min(found.walls), 2)
