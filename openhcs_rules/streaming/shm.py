@@ -221,8 +221,11 @@ class SegmentReader:
         finally:
             os.close(fd)
         self._maps[name] = (buffer, time.monotonic())
+        # past the limit, close the least recently used mappings no display holds - never the one just made
+        # for this frame: when displays hold max_open mappings or more (loans kept from earlier senders), it
+        # would be the only candidate, and every later frame would be read from a closed mapping
         excess = len(self._maps) - self.max_open
-        for stale in [n for n in self._maps if n not in self._holds][: max(0, excess)]:
+        for stale in [n for n in self._maps if n not in self._holds and n != name][: max(0, excess)]:
             self._close(stale)
         return buffer
 

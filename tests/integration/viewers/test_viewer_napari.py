@@ -137,6 +137,7 @@ def test_a_fast_producer_is_not_blocked_and_every_frame_is_shown(streamed_plate,
     assert sender.flush(30)
     sender.close()
     assert send_s < 5.0 and sender.dropped == 0  # 200 frames of 1 MB: sending never waited on the GUI
+    assert sender.rejected == 0, sender.last_error  # the viewer read every frame
     deadline = time.monotonic() + 30
     while client.ping()["status"]["frames_shown"] < before + 200 and time.monotonic() < deadline:
         time.sleep(0.1)

@@ -84,3 +84,32 @@ def test_napari_shows_planes_from_the_slot_and_gives_it_back_when_replaced_or_cl
         assert client.ping()["status"]["slots_held"] == 0
     sender.close()
     assert shm.our_segments(os.getpid()) == []
+
+
+def test_planes_kept_from_closed_senders_do_not_stop_the_next_sender(napari_port):
+    """A closed sender's planes stay shown from its (unlinked) slots, so the viewer's displays can hold more
+    mappings than its reader keeps open (32): a new sender's frames must still be read and shown (each was
+    once refused as read from a closed mapping, and every plane of the next well stayed black)."""
+    layer = "kept | raw | w1"
+    with ControlClient("127.0.0.1", napari_port, timeout_s=30) as client:
+        for well, first_z in (("A01", 1), ("A02", 21)):  # two closed senders leave 20 loans each
+            sender = FrameSender("127.0.0.1", napari_port)
+            for z in range(first_z, first_z + 20):
+                assert sender.send(FrameMeta("kept", well, 1, 1, z, 1, 0, "raw"), np.full(SHAPE, z, np.float32))
+                _wait(sender, lambda sender=sender: sender.in_flight == 0)  # one at a time: each is lent
+            assert sender.held == 20 and sender.rejected == 0
+            sender.close()
+        assert client.ping()["status"]["slots_held"] == 40
+        sender = FrameSender("127.0.0.1", napari_port)
+        for z in (41, 42, 43):
+            assert sender.send(FrameMeta("kept", "A03", 1, 1, z, 1, 0, "raw"), np.full(SHAPE, z, np.float32))
+        assert sender.flush(30)
+        assert sender.rejected == 0, sender.last_error
+        for well, z in (("A01", 1), ("A02", 40), ("A03", 43)):
+            index = {"well": well, "site": 1, "t": 1, "z": z}
+            reply, payload = client.request("get_plane", layer=layer, index=index)
+            assert float(np.frombuffer(payload[0], np.float32).max()) == z, (well, z)
+        assert client.call("clear")["cleared"] == 1
+        _wait(sender, lambda: client.ping()["status"]["slots_held"] == 0)
+        sender.close()
+    assert shm.our_segments(os.getpid()) == []

@@ -90,6 +90,29 @@ def test_the_reader_keeps_held_mappings_past_its_limit_and_expiry():
         pool.close()
 
 
+@needs_shm
+def test_a_new_mapping_is_readable_when_displays_hold_more_mappings_than_the_limit():
+    """Loans outlive their senders (a closed sender's planes stay shown), so displays may hold max_open
+    mappings or more; the mapping made for a new frame must still be readable, not closed at once."""
+    pool = shm.SegmentPool()
+    reader = shm.SegmentReader(max_open=2)
+    try:
+        segments = [pool.acquire(4096) for _ in range(5)]
+        for value, segment in enumerate(segments, start=1):
+            segment.write(np.full((64, 64), value, np.uint8))
+        held = [reader.view(s.name, "uint8", (64, 64)) for s in segments[:2]]
+        for segment in segments[:2]:
+            reader.hold(segment.name)
+        for value, segment in enumerate(segments[2:], start=3):  # each new one past the limit, twice over
+            assert int(reader.view(segment.name, "uint8", (64, 64)).max()) == value
+            assert int(reader.read(segment.name, "uint8", (64, 64)).min()) == value
+        assert [int(view.max()) for view in held] == [1, 2]
+        assert reader.size(segments[-1].name) == 4096  # the newest stays mapped for its frame's next read
+    finally:
+        reader.close()
+        pool.close()
+
+
 def _frame(array, lend=None, borrowed=False):
     return Frame(META, array, 0, 0, borrowed=borrowed, lend=lend)
 
