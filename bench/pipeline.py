@@ -181,7 +181,8 @@ def one_process(plate_dir: Path) -> Run:
 
 def run_jobs_in_this_process(workdir: Path, plate_dir: Path) -> None:
     """Discovery, illumination, every chunk's well job and assembly through the console script's ``main``,
-    with the arguments the rules give for :func:`workflow`'s config (``wells_per_job: auto``)."""
+    with the arguments the rules give for :func:`workflow`'s config (``wells_per_job: auto``), read from the
+    validated config as the rules read them, not repeated here."""
     from openhcs_rules.cli import main as run_command
     from openhcs_rules.config import check_screen
     from openhcs_rules.jobs.options import WellJobOptions
@@ -191,27 +192,20 @@ def run_jobs_in_this_process(workdir: Path, plate_dir: Path) -> None:
     screen = check_screen(
         {"plates": {"bench_plate": {"source": "disk", "path": str(plate_dir)}}, "pipeline": str(PIPELINE)}
     )
-    out = Path("results") / "bench_plate"
+    out = Path(screen["output"]["dir"]) / "bench_plate"
     plate_json, illumination, wells = str(out / "plate.json"), str(out / "illumination.npz"), str(out / "wells")
 
     def run(*command: str) -> None:
         if run_command(list(command)) != 0:
             raise SystemExit(f"{command[0]} failed")
 
+    plate_format = screen["plates"]["bench_plate"]["format"]
     run(
-        "discover",
-        "--name",
-        "bench_plate",
-        "--path",
-        str(plate_dir),
-        "--format",
-        "auto",
-        "--pipeline",
-        str(PIPELINE),
-        "--out",
-        plate_json,
+        *("discover", "--name", "bench_plate", "--path", str(plate_dir), "--format", plate_format),
+        *("--pipeline", str(PIPELINE), "--out", plate_json),
     )
-    run("illumination", "--plate-json", plate_json, "--out", illumination, "--max-images", "64")
+    max_images = str(screen["illumination"]["max_images"])
+    run("illumination", "--plate-json", plate_json, "--out", illumination, "--max-images", max_images)
     options = WellJobOptions.from_screen(screen, "bench_plate", illumination=illumination).to_argv()
     for chunk in PlateChunks(screen["wells_per_job"])(plate_json):
         manifest = str(out / "chunks" / f"{chunk}.json")
@@ -220,7 +214,8 @@ def run_jobs_in_this_process(workdir: Path, plate_dir: Path) -> None:
             *("--wells-dir", wells, "--manifest", manifest, *options),
         )
     run(
-        *("assemble", "--plate-json", plate_json, "--wells-dir", wells, "--out-dir", str(out), "--backend", "zarr"),
+        *("assemble", "--plate-json", plate_json, "--wells-dir", wells, "--out-dir", str(out)),
+        *("--backend", screen["output"]["backend"]),
         *("--control-feature", screen["controls"]["feature"], "--illumination", illumination),
     )
 
